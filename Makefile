@@ -1,0 +1,37 @@
+# The two commands of the README: `make run` and `make test`. Both set up everything
+# they need on a fresh machine (virtualenv, packages), idempotently.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+ATP := $(VENV)/bin/atp
+SAMPLE_EVENTS ?= 200000
+
+.PHONY: setup run test lint unit bench clean
+
+setup:
+	@infra/bootstrap.sh
+
+run: setup
+	@mkdir -p var/sample
+	$(ATP) simulate --events $(SAMPLE_EVENTS) --output var/sample/events.jsonl \
+		--policy-output var/sample/policy.json
+	$(ATP) replay --input var/sample/events.jsonl --output var/sample/snapshots.jsonl \
+		--dlq var/sample/dead_letters.jsonl --exceptions var/sample/exceptions.jsonl \
+		--policy var/sample/policy.json --channel-output var/sample/channels.jsonl
+	@$(PY) -m pipelines.summary var/sample
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+unit: setup
+	$(VENV)/bin/pytest -q tests/unit
+
+test: setup lint
+	$(VENV)/bin/pytest -q
+
+bench: setup
+	$(PY) bench/replay_throughput.py
+
+clean:
+	rm -rf var .cache

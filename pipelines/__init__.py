@@ -1,0 +1,1 @@
+"""Engine adapters and wiring: the engine-free replay, the simulator and the CLI."""

@@ -1,0 +1,1 @@
+"""One module per ``atp`` subcommand: ``register(subparsers)`` adds it, ``args.run`` runs it."""

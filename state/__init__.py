@@ -1,0 +1,1 @@
+"""Per-key ATP state: the model, its typed binary encoding, and (later) serving-store access."""
