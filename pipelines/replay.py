@@ -82,8 +82,7 @@ class Replayer:
     def feed(self, lines: Iterable[bytes], first_line: int = 1) -> None:
         """Fold raw JSON lines, numbered from ``first_line``, in order."""
         # The per-line loop is the replay's hot path: names are bound to locals on purpose.
-        stats, states, as_of = self.stats, self.states, self.as_of
-        retention, on_exception = self.retention, self.on_exception
+        stats = self.stats
         loads, decode_error = orjson.loads, orjson.JSONDecodeError
         line_no = first_line - 1
         for line_no, raw in enumerate(lines, first_line):
@@ -99,28 +98,32 @@ class Replayer:
             if type(decoded) is list:
                 self._dead_letter(tuple(decoded), raw, line_no)
                 continue
-            event: Event = decoded  # type: ignore[assignment]
-            stats.events += 1
-            occurred = event.occurred_at
-            if as_of is not None and occurred > as_of:
-                stats.after_as_of += 1
-                continue
-            if self.max_occurred_at is None or occurred > self.max_occurred_at:
-                self.max_occurred_at = occurred
-            for location_id in locations_touched(event):
-                key = (event.item_id, location_id)
-                state = states.get(key)
-                if state is None:
-                    state = states[key] = KeyState()
-                outcome = apply(state, event, location_id, retention)[1]
-                if not outcome.applied:
-                    stats.duplicates += 1
-                    continue
-                stats.applied += 1
-                for record in outcome.exceptions:
-                    stats.exceptions += 1
-                    on_exception(record)
+            self.fold(decoded)  # type: ignore[arg-type]
         stats.lines = max(stats.lines, line_no)
+
+    def fold(self, event: Event) -> None:
+        """Fold one valid event into every key it touches, unless it lies after ``as_of``."""
+        stats, states = self.stats, self.states
+        stats.events += 1
+        occurred = event.occurred_at
+        if self.as_of is not None and occurred > self.as_of:
+            stats.after_as_of += 1
+            return
+        if self.max_occurred_at is None or occurred > self.max_occurred_at:
+            self.max_occurred_at = occurred
+        for location_id in locations_touched(event):
+            key = (event.item_id, location_id)
+            state = states.get(key)
+            if state is None:
+                state = states[key] = KeyState()
+            outcome = apply(state, event, location_id, self.retention)[1]
+            if not outcome.applied:
+                stats.duplicates += 1
+                continue
+            stats.applied += 1
+            for record in outcome.exceptions:
+                stats.exceptions += 1
+                self.on_exception(record)
 
     def _dead_letter(self, reasons: tuple[Violation, ...], raw: bytes, line_no: int) -> None:
         source: dict[str, object] = {"line": line_no}
