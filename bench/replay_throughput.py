@@ -92,7 +92,8 @@ def main() -> None:
     replay_rate = n / cli_seconds
     decode_rate = n / decode_seconds
     fold_rate = len(events) / fold_seconds
-    print(f"input: {n:,} lines ({len(events):,} valid events), {log.stat().st_size / 2**20:.0f} MiB")
+    size_mib = log.stat().st_size / 2**20
+    print(f"input: {n:,} lines ({len(events):,} valid events), {size_mib:.0f} MiB")
     print(f"replay (CLI, end to end) : {replay_rate:>10,.0f} events/s  ({cli_seconds:.1f}s)")
     print(f"decode + validate        : {decode_rate:>10,.0f} events/s  ({decode_seconds:.1f}s)")
     print(f"bare fold                : {fold_rate:>10,.0f} events/s  ({fold_seconds:.1f}s)")

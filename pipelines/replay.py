@@ -89,7 +89,7 @@ class Replayer:
             try:
                 decoded = parse_event(loads(raw))
             except decode_error as err:
-                if raw.isspace():
+                if not raw.strip():
                     stats.blank_lines += 1
                 else:
                     reason = Violation(UNDECODABLE, f"not valid JSON: {err}")

@@ -44,17 +44,19 @@ REASON_CODES: Final = (
     MISSING_LOCATION_ID,
     MISSING_QUANTITY,
     QUANTITY_NOT_INTEGER,
+    QUANTITY_OUT_OF_RANGE,
     NEGATIVE_QUANTITY,
-    MISSING_REFERENCE_ID,
-    MISSING_TO_LOCATION_ID,
-    MISSING_EXPECTED_AT,
-    CONFIDENCE_OUT_OF_RANGE,
     MISSING_OCCURRED_AT,
     INVALID_TIMESTAMP,
-    INVALID_FIELD_TYPE,
-    QUANTITY_OUT_OF_RANGE,
+    MISSING_REFERENCE_ID,
+    MISSING_TO_LOCATION_ID,
     TRANSFER_TO_SAME_LOCATION,
+    MISSING_EXPECTED_AT,
+    CONFIDENCE_OUT_OF_RANGE,
+    INVALID_FIELD_TYPE,
 )
+"""Every reason code, in the order that picks a dead letter's first ``reason``."""
+_RANK: Final = {code: rank for rank, code in enumerate(REASON_CODES)}
 
 # Avro ``long``: a quantity outside it could not travel on the topics.
 _LONG_MIN: Final = -(2**63)
@@ -113,6 +115,9 @@ def _quantity(value: object, event_type: str | None, out: list[Violation]) -> in
         return None
     if value is None:
         out.append(Violation(MISSING_QUANTITY, "quantity is missing"))
+    elif type(value) is float and value.is_integer() and abs(value) >= 2.0**63:
+        # JSON parsers hand integers beyond 64 bits over as floats.
+        out.append(Violation(QUANTITY_OUT_OF_RANGE, "quantity does not fit a 64-bit integer"))
     else:
         out.append(Violation(QUANTITY_NOT_INTEGER, f"quantity must be an integer: {value!r}"))
     return None
@@ -193,6 +198,8 @@ def parse_event(record: object) -> Event | list[Violation]:
         optional.append(value or None)
 
     if out:
+        if len(out) > 1:
+            out.sort(key=lambda violation: _RANK[violation.code])
         return out
     return ev.Event(
         event_id,  # type: ignore[arg-type]
