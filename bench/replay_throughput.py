@@ -49,8 +49,19 @@ def time_cli(log: Path) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-m", "pipelines.cli", "replay", "--input", str(log),
-             "--output", f"{tmp}/snapshots.jsonl", "--dlq", f"{tmp}/dlq.jsonl", "--no-progress"],
+            [
+                sys.executable,
+                "-m",
+                "pipelines.cli",
+                "replay",
+                "--input",
+                str(log),
+                "--output",
+                f"{tmp}/snapshots.jsonl",
+                "--dlq",
+                f"{tmp}/dlq.jsonl",
+                "--no-progress",
+            ],
             check=True,
             capture_output=True,
         )

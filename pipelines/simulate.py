@@ -152,36 +152,77 @@ class _Simulator:
         expires = t + 3 * DAY_MS if rng.random() < 0.3 else None
         channel = rng.choice(_CHANNELS)
         self.event(
-            t, ev.RESERVATION_CREATED, "OMS", item, loc, qty, reference_id=ref,
+            t,
+            ev.RESERVATION_CREATED,
+            "OMS",
+            item,
+            loc,
+            qty,
+            reference_id=ref,
             expires_at=None if expires is None else format_iso(expires),
-            channel=channel, correlation_id=corr,
+            channel=channel,
+            correlation_id=corr,
         )
         fate = rng.random()
         if fate < 0.8:
             wave = t + rng.randint(1, 8) * HOUR_MS
-            self.event(wave, ev.ALLOCATION, "WMS", item, loc, qty, reference_id=ref,
-                       correlation_id=corr)
+            self.event(
+                wave, ev.ALLOCATION, "WMS", item, loc, qty, reference_id=ref, correlation_id=corr
+            )
             ship = wave + rng.randint(2, 24) * HOUR_MS
-            self.event(ship, ev.SHIPMENT, "TMS", item, loc, qty, reference_id=ref,
-                       correlation_id=corr)
+            self.event(
+                ship, ev.SHIPMENT, "TMS", item, loc, qty, reference_id=ref, correlation_id=corr
+            )
             self.moved(item, loc, -qty)
         elif fate < 0.9:
-            self.event(t + rng.randint(30, 720) * MINUTE_MS, ev.ORDER_CANCELED, "OMS", item, loc,
-                       qty, reference_id=ref, correlation_id=corr)
+            self.event(
+                t + rng.randint(30, 720) * MINUTE_MS,
+                ev.ORDER_CANCELED,
+                "OMS",
+                item,
+                loc,
+                qty,
+                reference_id=ref,
+                correlation_id=corr,
+            )
         else:
-            self.event(t + rng.randint(30, 720) * MINUTE_MS, ev.RESERVATION_RELEASED, "OMS", item,
-                       loc, qty, reference_id=ref, correlation_id=corr)
+            self.event(
+                t + rng.randint(30, 720) * MINUTE_MS,
+                ev.RESERVATION_RELEASED,
+                "OMS",
+                item,
+                loc,
+                qty,
+                reference_id=ref,
+                correlation_id=corr,
+            )
 
     def cart(self, t: int) -> None:
         rng, item, loc = self.rng, self.item(), self.location(dc_share=0.9)
         self.ensure_stocked(t, item, loc)
         ref, qty = self.ref("CART"), rng.choice((1, 1, 1, 2, 3))
         ttl = rng.randint(20, 60) * MINUTE_MS
-        self.event(t, ev.RESERVATION_CREATED, "ECOM", item, loc, qty, reference_id=ref,
-                   expires_at=format_iso(t + ttl), channel="web")
+        self.event(
+            t,
+            ev.RESERVATION_CREATED,
+            "ECOM",
+            item,
+            loc,
+            qty,
+            reference_id=ref,
+            expires_at=format_iso(t + ttl),
+            channel="web",
+        )
         if rng.random() < 0.4:  # checked out or emptied before the hold lapses
-            self.event(t + rng.randint(1, ttl // MINUTE_MS - 1) * MINUTE_MS,
-                       ev.RESERVATION_RELEASED, "ECOM", item, loc, qty, reference_id=ref)
+            self.event(
+                t + rng.randint(1, ttl // MINUTE_MS - 1) * MINUTE_MS,
+                ev.RESERVATION_RELEASED,
+                "ECOM",
+                item,
+                loc,
+                qty,
+                reference_id=ref,
+            )
 
     def asn(self, t: int) -> None:
         rng, item, loc = self.rng, self.item(), rng_choice(self.rng, self.dcs)
@@ -191,13 +232,31 @@ class _Simulator:
         confidence = rng.choice(_CONFIDENCES)
         receipt_first = rng.random() < 0.05  # the 856 reaches us after the truck
         asn_at = expected + HOUR_MS if receipt_first else t
-        self.event(asn_at, ev.ASN, "EDI", item, loc, qty, reference_id=ref,
-                   expected_at=format_iso(expected), confidence=confidence)
+        self.event(
+            asn_at,
+            ev.ASN,
+            "EDI",
+            item,
+            loc,
+            qty,
+            reference_id=ref,
+            expected_at=format_iso(expected),
+            confidence=confidence,
+        )
         if rng.random() < 0.15:  # the supplier revises the ASN
             qty = max(12, qty + rng.randint(-3, 3) * 12)
             expected += rng.randint(-1, 2) * DAY_MS
-            self.event(asn_at + DAY_MS, ev.ASN, "EDI", item, loc, qty, reference_id=ref,
-                       expected_at=format_iso(expected), confidence=confidence)
+            self.event(
+                asn_at + DAY_MS,
+                ev.ASN,
+                "EDI",
+                item,
+                loc,
+                qty,
+                reference_id=ref,
+                expected_at=format_iso(expected),
+                confidence=confidence,
+            )
         fate = rng.random()
         if fate < 0.85:
             arrive = expected + rng.randint(-12, 12) * HOUR_MS
@@ -206,12 +265,26 @@ class _Simulator:
         elif fate < 0.95:
             part = qty * rng.randint(6, 9) // 10
             self.event(expected, ev.RECEIPT, "WMS", item, loc, part, reference_id=ref)
-            self.event(expected + rng.randint(1, 4) * DAY_MS, ev.RECEIPT, "WMS", item, loc,
-                       qty - part, reference_id=ref)
+            self.event(
+                expected + rng.randint(1, 4) * DAY_MS,
+                ev.RECEIPT,
+                "WMS",
+                item,
+                loc,
+                qty - part,
+                reference_id=ref,
+            )
             self.moved(item, loc, qty)
         elif fate < 0.99:  # later than the grace period: overdue first
-            self.event(expected + rng.randint(3, 6) * DAY_MS, ev.RECEIPT, "WMS", item, loc, qty,
-                       reference_id=ref)
+            self.event(
+                expected + rng.randint(3, 6) * DAY_MS,
+                ev.RECEIPT,
+                "WMS",
+                item,
+                loc,
+                qty,
+                reference_id=ref,
+            )
             self.moved(item, loc, qty)
 
     def transfer(self, t: int) -> None:
@@ -223,13 +296,23 @@ class _Simulator:
         self.ensure_stocked(t, item, dst)
         ref, qty = self.ref("TRF"), rng.randint(1, 10) * 6
         expected = t + rng.randint(1, 3) * DAY_MS
-        self.event(t, ev.TRANSFER_SHIPPED, "WMS", item, src, qty, reference_id=ref,
-                   to_location_id=dst, expected_at=format_iso(expected))
+        self.event(
+            t,
+            ev.TRANSFER_SHIPPED,
+            "WMS",
+            item,
+            src,
+            qty,
+            reference_id=ref,
+            to_location_id=dst,
+            expected_at=format_iso(expected),
+        )
         self.moved(item, src, -qty)
         late = rng.random() < 0.05
         arrive = expected + (rng.randint(3, 5) * DAY_MS if late else rng.randint(-6, 6) * HOUR_MS)
-        self.event(max(arrive, t + HOUR_MS), ev.TRANSFER_RECEIVED, "WMS", item, dst, qty,
-                   reference_id=ref)
+        self.event(
+            max(arrive, t + HOUR_MS), ev.TRANSFER_RECEIVED, "WMS", item, dst, qty, reference_id=ref
+        )
         self.moved(item, dst, qty)
 
     def cycle_count(self, t: int) -> None:
@@ -251,8 +334,9 @@ class _Simulator:
         rng, item, loc = self.rng, self.item(), self.location(dc_share=0.5)
         self.ensure_stocked(t, item, loc)
         qty = rng.choice((1, 1, 2))
-        self.event(t, ev.RETURN, rng.choice(("OMS", "ECOM")), item, loc, qty,
-                   reference_id=self.ref("RMA"))
+        self.event(
+            t, ev.RETURN, rng.choice(("OMS", "ECOM")), item, loc, qty, reference_id=self.ref("RMA")
+        )
         inspected = t + rng.randint(1, 3) * DAY_MS
         self.event(inspected, ev.QUALITY_RELEASE, "WMS", item, loc, qty)
         if rng.random() < 0.2:  # failed inspection: scrapped
@@ -302,8 +386,9 @@ class _Simulator:
         elif flaw == 4:
             good["event_type"] = ev.ALLOCATION  # without reference_id
         elif flaw == 5:
-            good.update(event_type=ev.ASN, reference_id="ASN-X", expected_at=format_iso(t),
-                        confidence=1.7)
+            good.update(
+                event_type=ev.ASN, reference_id="ASN-X", expected_at=format_iso(t), confidence=1.7
+            )
         elif flaw == 6:
             good["quantity"] = str(good["quantity"])
         elif flaw == 7:
@@ -317,8 +402,10 @@ class _Simulator:
     # -- main loop ---------------------------------------------------------------------
     def lines(self) -> Iterator[bytes]:
         cfg, rng, queue = self.cfg, self.rng, self.queue
-        scenarios = {name: getattr(self, name if name != "return" else "return_")
-                     for name in self.scenario_names}
+        scenarios = {
+            name: getattr(self, name if name != "return" else "return_")
+            for name in self.scenario_names
+        }
         t = cfg.start
         produced = 0
         while produced < cfg.events:

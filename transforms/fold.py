@@ -34,8 +34,9 @@ from transforms.exceptions import ExceptionRecord
 from transforms.snapshot import quantities
 from transforms.timeutil import DAY_MS, format_iso
 
-DEFAULT_GRACE_MS = 2 * 86_400_000
+DEFAULT_GRACE_MS = 2 * DAY_MS
 """Supply is overdue this long after its ``expected_at`` (the contract's default: 2 days)."""
+
 
 class Outcome(NamedTuple):
     """What one event did at one key."""

@@ -91,9 +91,11 @@ def _replay(
             if exceptions_out
             else _drop,
         )
-        bar = tqdm(
-            total=size or None, unit="B", unit_scale=True, desc="replay", file=sys.stderr
-        ) if show else None
+        bar = (
+            tqdm(total=size or None, unit="B", unit_scale=True, desc="replay", file=sys.stderr)
+            if show
+            else None
+        )
         line = 1
         for chunk in _chunks(handle, bar):
             replayer.feed(chunk, first_line=line)

@@ -69,7 +69,22 @@ GOLDEN: dict[str, list[dict[str, Any]]] = {
     ATP_SNAPSHOT: [
         snapshot_record(
             Snapshot(
-                "SKU-1", "DC1", 100, 5, 10, 3, 2, 6, 48, 80, 7, 8, 1, T0, "e-7", "c-1",
+                "SKU-1",
+                "DC1",
+                100,
+                5,
+                10,
+                3,
+                2,
+                6,
+                48,
+                80,
+                7,
+                8,
+                1,
+                T0,
+                "e-7",
+                "c-1",
                 (
                     SupplyEntry("TRF-1", TRANSFER, 6, T0 + 3_600_000),
                     SupplyEntry("ASN-9", ASN, 48, T0 + 86_400_000, 0.9),
@@ -158,9 +173,7 @@ GOLDEN: dict[str, list[dict[str, Any]]] = {
 
 def _checker_result(reader: str, writer: str) -> SchemaCompatibilityType:
     checker = ReaderWriterCompatibilityChecker()  # type: ignore[no-untyped-call]
-    result = checker.get_compatibility(
-        avro.schema.parse(reader), avro.schema.parse(writer)
-    )
+    result = checker.get_compatibility(avro.schema.parse(reader), avro.schema.parse(writer))
     compatibility: SchemaCompatibilityType = result.compatibility
     return compatibility
 
@@ -245,9 +258,7 @@ def _with_fields(name: str, change: Any) -> str:
             id="required-field-without-default",
         ),
         pytest.param(
-            lambda f: f.__setitem__(
-                6, {"name": "quantity", "type": "string", "doc": "retyped"}
-            ),
+            lambda f: f.__setitem__(6, {"name": "quantity", "type": "string", "doc": "retyped"}),
             id="field-retyped",
         ),
         pytest.param(lambda f: f.pop(0), id="required-field-removed"),

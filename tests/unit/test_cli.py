@@ -16,15 +16,39 @@ from pipelines.cli import COMMANDS, build_parser
 ATP = [sys.executable, "-m", "pipelines.cli"]
 
 EVENTS = [
-    {"event_id": "e1", "event_type": "RECEIPT", "occurred_at": "2026-05-11T08:00:00Z",
-     "item_id": "B", "location_id": "DC2", "quantity": 10},
-    {"event_id": "e2", "event_type": "RECEIPT", "occurred_at": "2026-05-11T09:00:00Z",
-     "item_id": "A", "location_id": "DC1", "quantity": 7},
-    {"event_id": "e3", "event_type": "SHIPMENT", "occurred_at": "2026-05-11T09:30:00Z",
-     "item_id": "A", "location_id": "DC1"},
-    {"event_id": "e4", "event_type": "RESERVATION_CREATED", "occurred_at": "2026-05-11T10:00:00Z",
-     "item_id": "A", "location_id": "DC1", "quantity": 2, "reference_id": "O1",
-     "expires_at": "2026-05-11T11:00:00Z"},
+    {
+        "event_id": "e1",
+        "event_type": "RECEIPT",
+        "occurred_at": "2026-05-11T08:00:00Z",
+        "item_id": "B",
+        "location_id": "DC2",
+        "quantity": 10,
+    },
+    {
+        "event_id": "e2",
+        "event_type": "RECEIPT",
+        "occurred_at": "2026-05-11T09:00:00Z",
+        "item_id": "A",
+        "location_id": "DC1",
+        "quantity": 7,
+    },
+    {
+        "event_id": "e3",
+        "event_type": "SHIPMENT",
+        "occurred_at": "2026-05-11T09:30:00Z",
+        "item_id": "A",
+        "location_id": "DC1",
+    },
+    {
+        "event_id": "e4",
+        "event_type": "RESERVATION_CREATED",
+        "occurred_at": "2026-05-11T10:00:00Z",
+        "item_id": "A",
+        "location_id": "DC1",
+        "quantity": 2,
+        "reference_id": "O1",
+        "expires_at": "2026-05-11T11:00:00Z",
+    },
 ]
 
 
@@ -64,12 +88,36 @@ def test_every_subcommand_has_help() -> None:
     [
         (["--input", "missing.jsonl", "--output", "out.jsonl"], b"input file not found"),
         (["--input", "{log}", "--output", "o", "--as-of", "noon"], b"--as-of is not an ISO-8601"),
-        (["--input", "{log}", "--output", "o", "--policy", "nope.json", "--channel-output", "c"],
-         b"policy file not found"),
-        (["--input", "{log}", "--output", "o", "--policy", "{bad_json}", "--channel-output", "c"],
-         b"not valid JSON"),
-        (["--input", "{log}", "--output", "o", "--policy", "{bad_share}", "--channel-output", "c"],
-         b"share must be between 0 and 1"),
+        (
+            ["--input", "{log}", "--output", "o", "--policy", "nope.json", "--channel-output", "c"],
+            b"policy file not found",
+        ),
+        (
+            [
+                "--input",
+                "{log}",
+                "--output",
+                "o",
+                "--policy",
+                "{bad_json}",
+                "--channel-output",
+                "c",
+            ],
+            b"not valid JSON",
+        ),
+        (
+            [
+                "--input",
+                "{log}",
+                "--output",
+                "o",
+                "--policy",
+                "{bad_share}",
+                "--channel-output",
+                "c",
+            ],
+            b"share must be between 0 and 1",
+        ),
         (["--input", "{log}", "--output", "o", "--policy", "{bad_share}"], b"go together"),
         (["--input", "{log}", "--output", "/no/such/dir/o.jsonl"], b"cannot write"),
         (["--input", "{log}"], b"the following arguments are required: --output"),
@@ -82,8 +130,11 @@ def test_usage_errors_exit_2_with_one_line(
     (tmp_path / "share.json").write_text(
         '{"channels": [{"channel": "web", "locations": ["DC1"], "share": 2}]}'
     )
-    paths = {"log": str(log), "bad_json": str(tmp_path / "bad.json"),
-             "bad_share": str(tmp_path / "share.json")}
+    paths = {
+        "log": str(log),
+        "bad_json": str(tmp_path / "bad.json"),
+        "bad_share": str(tmp_path / "share.json"),
+    }
     result = subprocess.run(
         [*ATP, "replay", *(a.format(**paths) for a in args)],
         capture_output=True,
@@ -117,22 +168,40 @@ def test_bad_records_go_to_the_dlq_and_the_run_succeeds(log: Path, tmp_path: Pat
 
 def test_as_of_expires_and_excludes(log: Path, tmp_path: Path) -> None:
     out = tmp_path / "snap.jsonl"
-    assert atp("replay", "--input", str(log), "--output", str(out),
-               "--as-of", "2026-05-11T12:00:00Z").returncode == 0
+    assert (
+        atp(
+            "replay", "--input", str(log), "--output", str(out), "--as-of", "2026-05-11T12:00:00Z"
+        ).returncode
+        == 0
+    )
     assert read_jsonl(out)[0]["reserved"] == 0
-    assert atp("replay", "--input", str(log), "--output", str(out),
-               "--as-of", "2026-05-11T08:30:00Z").returncode == 0
+    assert (
+        atp(
+            "replay", "--input", str(log), "--output", str(out), "--as-of", "2026-05-11T08:30:00Z"
+        ).returncode
+        == 0
+    )
     assert [(s["item_id"], s["on_hand"]) for s in read_jsonl(out)] == [("B", 10)]
 
 
 def test_stdin_stdout_and_channels(tmp_path: Path) -> None:
     policy = tmp_path / "policy.json"
-    policy.write_text('{"channels": [{"channel": "web", "locations": ["DC1", "DC2"], '
-                      '"share": 0.5, "buffer": 1}]}')
+    policy.write_text(
+        '{"channels": [{"channel": "web", "locations": ["DC1", "DC2"], "share": 0.5, "buffer": 1}]}'
+    )
     channels = tmp_path / "channels.jsonl"
-    result = atp("replay", "--input", "-", "--output", "-", "--policy", str(policy),
-                 "--channel-output", str(channels),
-                 stdin=b"\n".join(orjson.dumps(e) for e in EVENTS))
+    result = atp(
+        "replay",
+        "--input",
+        "-",
+        "--output",
+        "-",
+        "--policy",
+        str(policy),
+        "--channel-output",
+        str(channels),
+        stdin=b"\n".join(orjson.dumps(e) for e in EVENTS),
+    )
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()) == 2
     assert read_jsonl(channels) == [
@@ -165,9 +234,21 @@ def test_simulate_is_seeded_and_realistic(tmp_path: Path) -> None:
         valid.append(record)
     types = Counter(r.get("event_type") for r in valid)
     assert set(types) >= {
-        "RECEIPT", "ADJUSTMENT", "CYCLE_COUNT", "QUALITY_HOLD", "QUALITY_RELEASE", "RETURN",
-        "RESERVATION_CREATED", "RESERVATION_RELEASED", "ALLOCATION", "SHIPMENT",
-        "ORDER_CANCELED", "ASN", "TRANSFER_SHIPPED", "TRANSFER_RECEIVED", "SAFETY_STOCK_SET",
+        "RECEIPT",
+        "ADJUSTMENT",
+        "CYCLE_COUNT",
+        "QUALITY_HOLD",
+        "QUALITY_RELEASE",
+        "RETURN",
+        "RESERVATION_CREATED",
+        "RESERVATION_RELEASED",
+        "ALLOCATION",
+        "SHIPMENT",
+        "ORDER_CANCELED",
+        "ASN",
+        "TRANSFER_SHIPPED",
+        "TRANSFER_RECEIVED",
+        "SAFETY_STOCK_SET",
     }
     assert {r["source_system"] for r in valid} >= {"ERP", "WMS", "OMS", "ECOM", "EDI", "TMS"}
     ids = Counter(r.get("event_id") for r in valid)
@@ -179,8 +260,12 @@ def test_simulate_is_seeded_and_realistic(tmp_path: Path) -> None:
 
     log = write_log(tmp_path, lines)
     dlq = tmp_path / "dlq.jsonl"
-    assert atp("replay", "--input", str(log), "--output", str(tmp_path / "s"),
-               "--dlq", str(dlq)).returncode == 0
+    assert (
+        atp(
+            "replay", "--input", str(log), "--output", str(tmp_path / "s"), "--dlq", str(dlq)
+        ).returncode
+        == 0
+    )
     letters = read_jsonl(dlq)
     assert 0.002 * 20000 < len(letters) < 0.01 * 20000
     assert all('"BAD-' in d["raw"] or d["reason"] == "UNDECODABLE" for d in letters)  # type: ignore[operator]

@@ -63,9 +63,7 @@ def test_version_counts_valid_unique_events(log: list[Event], data: st.DataObjec
     assert {k: s.version for k, s in snapshots.items()} == {k: len(v) for k, v in counted.items()}
     total_duplicates = sum(s.duplicates for s in snapshots.values())
     applied = sum(len(v) for v in counted.values())
-    routed = sum(
-        len(keys_touched(e)) for e in doubled if as_of is None or e.occurred_at <= as_of
-    )
+    routed = sum(len(keys_touched(e)) for e in doubled if as_of is None or e.occurred_at <= as_of)
     assert total_duplicates == routed - applied
 
 

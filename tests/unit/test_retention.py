@@ -13,8 +13,16 @@ T0 = parse_iso("2026-05-01T00:00:00Z")
 
 
 def event(event_id: str, kind: str, at: int, qty: int = 1, ref: str | None = None) -> Event:
-    return Event(event_id, kind, "SKU-1", "DC1", qty, at, reference_id=ref,
-                 expected_at=at + DAY_MS if kind == ev.ASN else None)
+    return Event(
+        event_id,
+        kind,
+        "SKU-1",
+        "DC1",
+        qty,
+        at,
+        reference_id=ref,
+        expected_at=at + DAY_MS if kind == ev.ASN else None,
+    )
 
 
 def fold(state: KeyState, events: list[Event], retention: Retention) -> KeyState:
