@@ -1,0 +1,40 @@
+"""Real services for integration tests, started by the project's own infra scripts.
+
+A service that cannot be started fails the test run; it is never skipped.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+ROOT = Path(__file__).resolve().parents[2]
+TEST_DB = 15  # a database of its own, so a developer's local job on db 0 is untouched
+
+
+def _infra(script: str, *args: str) -> None:
+    result = subprocess.run(
+        [str(ROOT / "infra" / script), *args], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        pytest.fail(f"infra/{script} {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> str:
+    """URL of a real redis-server on loopback (installed and started if needed)."""
+    _infra("redis.sh", "start")
+    return f"redis://127.0.0.1:6379/{TEST_DB}"
+
+
+@pytest.fixture
+def redis_client(redis_server: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_server)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
