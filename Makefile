@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 ATP := $(VENV)/bin/atp
 SAMPLE_EVENTS ?= 200000
 
-.PHONY: setup run test lint unit bench clean
+.PHONY: setup run test lint unit bench clean jars kafka-up redis-up flink-up services-up services-down
 
 setup:
 	@infra/bootstrap.sh
@@ -36,3 +36,24 @@ bench: setup
 
 clean:
 	rm -rf var .cache
+
+# Local services on 127.0.0.1 (Kafka :9092, Redis :6379, Flink REST :8081), state under var/.
+jars:
+	@infra/fetch-jars.sh
+
+kafka-up: setup jars
+	@infra/kafka.sh start
+
+redis-up:
+	@infra/redis.sh start
+
+flink-up: setup jars
+	@infra/flink.sh start
+
+services-up: kafka-up redis-up flink-up
+	@infra/kafka.sh topics
+
+services-down:
+	@infra/flink.sh stop --purge
+	@infra/redis.sh stop --purge
+	@infra/kafka.sh stop --purge
