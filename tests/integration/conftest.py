@@ -38,3 +38,11 @@ def redis_client(redis_server: str) -> Iterator[redis.Redis]:
     yield client
     client.flushdb()
     client.close()
+
+
+@pytest.fixture(scope="session")
+def kafka_server() -> str:
+    """Bootstrap servers of a real single-node KRaft broker on loopback."""
+    _infra("fetch-jars.sh")
+    _infra("kafka.sh", "start")
+    return "127.0.0.1:9092"

@@ -1,0 +1,68 @@
+"""``atp job``: run the stream job locally (an embedded Flink MiniCluster)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from typing import Any
+
+from pipelines.kafka_options import add_kafka_arguments, kafka_settings
+from pipelines.stream_config import JobConfig, Topics
+
+_DEFAULTS = JobConfig()
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "job",
+        help="run the stream job locally",
+        description="Run the PyFlink job: Kafka events -> keyed ATP fold -> Redis snapshots, "
+        "ATP change, exception and dead-letter topics, with exactly-once checkpoints.",
+    )
+    add_kafka_arguments(parser)
+    parser.add_argument("--group-id", default=_DEFAULTS.group_id, help="consumer group")
+    parser.add_argument("--redis-url", default=_DEFAULTS.redis_url, help="serving store")
+    parser.add_argument("--topic-prefix", default="atp.", help="prefix of the job's topics")
+    parser.add_argument("--parallelism", type=int, default=_DEFAULTS.parallelism)
+    parser.add_argument(
+        "--checkpoint-interval-ms", type=int, default=_DEFAULTS.checkpoint_interval_ms
+    )
+    parser.add_argument("--checkpoint-dir", default=_DEFAULTS.checkpoint_dir)
+    parser.add_argument("--state-backend", choices=("hashmap", "rocksdb"), default="hashmap")
+    parser.add_argument(
+        "--restore-from", help="start from this retained checkpoint or savepoint path"
+    )
+    parser.add_argument("--out-of-orderness-ms", type=int, default=_DEFAULTS.out_of_orderness_ms)
+    parser.add_argument("--idleness-ms", type=int, default=_DEFAULTS.idleness_ms)
+    parser.add_argument("--transactional-id-prefix", default=_DEFAULTS.transactional_id_prefix)
+    parser.set_defaults(run=run)
+
+
+def config_from(args: argparse.Namespace) -> JobConfig:
+    prefix = args.topic_prefix
+    topics = Topics(
+        **{name: prefix + value.removeprefix("atp.") for name, value in vars(Topics()).items()}
+    )
+    return replace(
+        _DEFAULTS,
+        bootstrap_servers=args.bootstrap_servers,
+        group_id=args.group_id,
+        redis_url=args.redis_url,
+        topics=topics,
+        parallelism=args.parallelism,
+        checkpoint_interval_ms=args.checkpoint_interval_ms,
+        checkpoint_dir=args.checkpoint_dir,
+        state_backend=args.state_backend,
+        restore_from=args.restore_from,
+        out_of_orderness_ms=args.out_of_orderness_ms,
+        idleness_ms=args.idleness_ms,
+        transactional_id_prefix=args.transactional_id_prefix,
+        kafka_properties=kafka_settings(args),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from pipelines.stream_job import run as run_job  # imports PyFlink: only when needed
+
+    run_job(config_from(args))
+    return 0

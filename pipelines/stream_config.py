@@ -1,0 +1,41 @@
+"""Configuration of the stream job: topics, services, checkpoints, watermarks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+ROOT: Final = Path(__file__).resolve().parent.parent
+JARS: Final = ROOT / ".cache" / "jars"
+CONNECTOR_JAR: Final = JARS / "flink" / "flink-sql-connector-kafka-5.0.0-2.2.jar"
+
+
+@dataclass(frozen=True)
+class Topics:
+    events: str = "atp.events"
+    dead_letters: str = "atp.dead-letters"
+    exceptions: str = "atp.exceptions"
+    atp_changes: str = "atp.atp-changes"
+    channel_atp: str = "atp.channel-atp"
+    policy: str = "atp.policy"
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    bootstrap_servers: str = "127.0.0.1:9092"
+    group_id: str = "atp-stream"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    topics: Topics = field(default_factory=Topics)
+    parallelism: int = 1
+    checkpoint_interval_ms: int = 5_000
+    checkpoint_dir: str = (ROOT / "var" / "checkpoints").as_uri()
+    state_backend: str = "hashmap"  # or "rocksdb"
+    out_of_orderness_ms: int = 5_000
+    idleness_ms: int = 30_000
+    transactional_id_prefix: str = "atp-stream"
+    # Below the broker's transaction.max.timeout.ms (15 min), far above a checkpoint
+    # interval plus a restart.
+    transaction_timeout_ms: int = 600_000
+    restore_from: str | None = None
+    kafka_properties: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,253 @@
+"""The stream job's operators: thin adapters around ``transforms/`` and ``state/``.
+
+Records between operators are explicitly typed Flink rows of strings and longs (never
+pickles); an event travels as the JSON array of its fields, state as the versioned
+Avro encoding of ``state/codec.py``.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Iterator
+from typing import Any, Final
+
+import orjson
+from pyflink.common import Row
+from pyflink.common.typeinfo import Types
+from pyflink.datastream import KeyedProcessFunction, MapFunction, OutputTag, ProcessFunction
+from pyflink.datastream.state import ValueStateDescriptor
+
+from pipelines.dead_letters import DeadLetter, decode_json_event, event_id_of
+from state.codec import decode_state, encode_state
+from state.model import KeyState
+from state.serving import SnapshotStore
+from transforms.events import Event, locations_touched
+from transforms.fold import (
+    DEFAULT_GRACE_MS,
+    apply,
+    expire,
+    next_expiry,
+    next_overdue_check,
+    overdue_supply,
+)
+from transforms.snapshot import available_of, snapshot_of
+
+KEY_SEPARATOR: Final = "\x1f"
+HEARTBEAT_PREFIX: Final = b'{"heartbeat"'
+"""A record that is only a watermark heartbeat for its partition (see ``atp produce``)."""
+
+# (key, occurred_at, event as a JSON array): one row per key an event touches.
+KEYED_EVENT = Types.ROW_NAMED(
+    ["key", "occurred_at", "event"], [Types.STRING(), Types.LONG(), Types.STRING()]
+)
+# (item_id, location_id, revision, snapshot JSON, change JSON)
+SNAPSHOT_CHANGE = Types.ROW_NAMED(
+    ["item_id", "location_id", "revision", "snapshot", "change"],
+    [Types.STRING(), Types.STRING(), Types.LONG(), Types.STRING(), Types.STRING()],
+)
+DEAD_LETTERS = OutputTag("dead-letters", Types.STRING())
+EXCEPTIONS = OutputTag("exceptions", Types.STRING())
+
+
+class DecodeEvents(ProcessFunction):  # type: ignore[misc]
+    """Decode and validate raw values; fan transfers out to both keys; dead-letter the rest."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+
+    def open(self, runtime_context: Any) -> None:
+        metrics = runtime_context.get_metrics_group()
+        self.dead_letters = metrics.counter("deadLetters")
+        self.decoded = metrics.counter("eventsDecoded")
+        self.heartbeats = metrics.counter("heartbeats")
+
+    def process_element(self, value: bytes | str, ctx: Any) -> Iterator[Any]:
+        raw = value.encode() if isinstance(value, str) else bytes(value)
+        if raw.startswith(HEARTBEAT_PREFIX):
+            # Only its record timestamp matters: it moves the partition's watermark.
+            self.heartbeats.inc()
+            return
+        decoded = decode_json_event(raw)
+        if not isinstance(decoded, Event):  # a tuple of violations (Event is a tuple too)
+            self.dead_letters.inc()
+            letter = DeadLetter(decoded, raw, event_id_of(raw), {"source_topic": self.topic})
+            yield DEAD_LETTERS, orjson.dumps(letter.to_json()).decode()
+            return
+        self.decoded.inc()
+        payload = orjson.dumps(tuple(decoded)).decode()
+        for location in locations_touched(decoded):
+            yield Row(decoded.item_id + KEY_SEPARATOR + location, decoded.occurred_at, payload)
+
+
+def occurred_at(row: Row) -> int:
+    return int(row[1])
+
+
+class FoldByKey(KeyedProcessFunction):  # type: ignore[misc]
+    """The keyed fold; state in typed Flink state, expiry and overdue on event-time timers."""
+
+    def __init__(self, grace_ms: int = DEFAULT_GRACE_MS) -> None:
+        self.grace_ms = grace_ms
+
+    def open(self, runtime_context: Any) -> None:
+        # A STRING holding base64 of the versioned Avro encoding: PyFlink's thread mode
+        # converts byte arrays element by element (and fails on a missing value), while
+        # strings cross the JVM boundary as they are.
+        self.state = runtime_context.get_state(ValueStateDescriptor("key-state", Types.STRING()))
+        metrics = runtime_context.get_metrics_group()
+        self.applied = metrics.counter("eventsApplied")
+        self.duplicates = metrics.counter("duplicates")
+        self.expired = metrics.counter("reservationsExpired")
+        self.exceptions = metrics.counter("exceptions")
+        self.last_event_time = 0
+        # Wall clock only for the metric, never for the logic.
+        metrics.gauge(
+            "eventTimeLagMs",
+            lambda: int(time.time() * 1000) - self.last_event_time if self.last_event_time else 0,
+        )
+
+    def _load(self) -> KeyState:
+        raw = self.state.value()
+        return KeyState() if raw is None else decode_state(base64.b64decode(raw))
+
+    def _save(self, state: KeyState) -> None:
+        self.state.update(base64.b64encode(encode_state(state)).decode("ascii"))
+
+    def _arm_timers(self, state: KeyState, ctx: Any) -> None:
+        for at in (next_expiry(state), next_overdue_check(state, self.grace_ms)):
+            if at is not None:
+                ctx.timer_service().register_event_time_timer(at)
+
+    def _change(
+        self, state: KeyState, item: str, location: str, clock: int | None, cause: dict[str, Any]
+    ) -> Row:
+        snapshot = snapshot_of(state, item, location, clock)
+        record = snapshot.to_json()
+        change = {
+            **cause,
+            "item_id": item,
+            "location_id": location,
+            "version": snapshot.version,
+            "revision": snapshot.revision,
+            **{
+                k: record[k]
+                for k in (
+                    "on_hand",
+                    "quarantined",
+                    "allocated",
+                    "reserved",
+                    "safety_stock",
+                    "in_transit",
+                    "inbound",
+                    "available",
+                )
+            },
+        }
+        return Row(
+            item,
+            location,
+            snapshot.revision,
+            orjson.dumps(record).decode(),
+            orjson.dumps(change).decode(),
+        )
+
+    def process_element(self, row: Row, ctx: Any) -> Iterator[Any]:
+        item, location = row[0].split(KEY_SEPARATOR, 1)
+        event = Event(*orjson.loads(row[2]))
+        state = self._load()
+        # The clock is the watermark: reservations it has passed expire before the event
+        # applies, even if their timer is still queued.
+        watermark = ctx.timer_service().current_watermark()
+        if watermark > 0:
+            yield from self._expire(state, item, location, watermark)
+        before = available_of(
+            state.on_hand,
+            state.quarantined,
+            state.allocated_total,
+            state.reserved_total,
+            state.safety_stock,
+        )
+        _, outcome = apply(state, event, location)
+        self._save(state)
+        self._arm_timers(state, ctx)
+        if not outcome.applied:
+            self.duplicates.inc()
+            return
+        self.applied.inc()
+        self.last_event_time = event.occurred_at
+        for record in outcome.exceptions:
+            self.exceptions.inc()
+            yield EXCEPTIONS, orjson.dumps(record.to_json()).decode()
+        yield self._change(
+            state,
+            item,
+            location,
+            watermark if watermark > 0 else None,
+            {
+                "cause": "EVENT",
+                "event_id": event.event_id,
+                "event_type": event.event_type,
+                "changed_at": event.occurred_at,
+                "previous_available": before,
+                "correlation_id": event.correlation_id,
+            },
+        )
+
+    def _expire(self, state: KeyState, item: str, location: str, clock: int) -> Iterator[Any]:
+        """Expire reservations and report overdue supply at ``clock``; emit what changed."""
+        before = available_of(
+            state.on_hand,
+            state.quarantined,
+            state.allocated_total,
+            state.reserved_total,
+            state.safety_stock,
+        )
+        _, expired = expire(state, clock)
+        _, overdue = overdue_supply(state, item, location, clock, self.grace_ms)
+        for record in overdue:
+            self.exceptions.inc()
+            yield EXCEPTIONS, orjson.dumps(record.to_json()).decode()
+        if expired:
+            self.expired.inc(len(expired))
+            yield self._change(
+                state,
+                item,
+                location,
+                clock,
+                {
+                    "cause": "EXPIRY",
+                    "event_id": None,
+                    "event_type": None,
+                    "changed_at": clock,
+                    "previous_available": before,
+                    "correlation_id": None,
+                },
+            )
+
+    def on_timer(self, timestamp: int, ctx: Any) -> Iterator[Any]:
+        # Catch up to the watermark, not just this timer: a timer re-armed from inside
+        # on_timer for an instant the watermark has already passed would only fire at the
+        # next watermark, which may never come on a quiet key.
+        clock = max(timestamp, ctx.timer_service().current_watermark())
+        item, location = ctx.get_current_key().split(KEY_SEPARATOR, 1)
+        state = self._load()
+        yield from self._expire(state, item, location, clock)
+        self._save(state)
+        self._arm_timers(state, ctx)
+
+
+class WriteSnapshots(MapFunction):  # type: ignore[misc]
+    """Write each snapshot to Redis with compare-and-set on revision (at-least-once, idempotent)."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.redis_url = redis_url
+
+    def open(self, runtime_context: Any) -> None:
+        self.store = SnapshotStore.from_url(self.redis_url)
+
+    def map(self, row: Row) -> int:
+        return self.store.write([orjson.loads(row[3])])
+
+    def close(self) -> None:
+        self.store.client.close()

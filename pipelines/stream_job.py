@@ -1,0 +1,134 @@
+"""The PyFlink stream job: Kafka events -> keyed fold -> Redis snapshots and change topics.
+
+Run locally with ``atp job``; on a cluster, submit this module with ``flink run -py``.
+"""
+
+from __future__ import annotations
+
+import sys
+import sysconfig
+
+from pyflink.common import Configuration, Duration, WatermarkStrategy
+from pyflink.common.serialization import ByteArraySchema, SimpleStringSchema
+from pyflink.common.typeinfo import Types
+from pyflink.datastream import StreamExecutionEnvironment
+from pyflink.datastream.connectors.base import DeliveryGuarantee
+from pyflink.datastream.connectors.kafka import (
+    KafkaOffsetResetStrategy,
+    KafkaOffsetsInitializer,
+    KafkaRecordSerializationSchema,
+    KafkaSink,
+    KafkaSource,
+)
+
+from pipelines.stream_config import CONNECTOR_JAR, ROOT, JobConfig
+from pipelines.stream_functions import (
+    DEAD_LETTERS,
+    EXCEPTIONS,
+    KEYED_EVENT,
+    SNAPSHOT_CHANGE,
+    DecodeEvents,
+    FoldByKey,
+    WriteSnapshots,
+)
+
+
+def flink_configuration(config: JobConfig) -> Configuration:
+    conf = Configuration()
+    settings = {
+        "python.execution-mode": "thread",  # 17x faster than process mode here
+        # The interpreter that runs the job is the one the workers must embed.
+        "python.executable": sys.executable,
+        "python.client.executable": sys.executable,
+        # Thread mode embeds the base interpreter, which does not read the virtualenv's
+        # site-packages by itself (nor its .pth files, hence the project root too).
+        "python.pythonpath": f"{sysconfig.get_paths()['purelib']}:{ROOT}",
+        "execution.checkpointing.interval": f"{config.checkpoint_interval_ms} ms",
+        "execution.checkpointing.mode": "EXACTLY_ONCE",
+        "execution.checkpointing.dir": config.checkpoint_dir,
+        "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
+        "state.backend.type": config.state_backend,
+        "restart-strategy.type": "exponential-delay",
+        "parallelism.default": str(config.parallelism),
+        "pipeline.jars": CONNECTOR_JAR.as_uri(),
+    }
+    if config.restore_from:
+        settings["execution.state-recovery.path"] = config.restore_from
+    for key, value in settings.items():
+        conf.set_string(key, value)
+    return conf
+
+
+def _sink(config: JobConfig, topic: str, name: str) -> KafkaSink:
+    builder = (
+        KafkaSink.builder()
+        .set_bootstrap_servers(config.bootstrap_servers)
+        .set_record_serializer(
+            KafkaRecordSerializationSchema.builder()
+            .set_topic(topic)
+            .set_value_serialization_schema(SimpleStringSchema())
+            .build()
+        )
+        .set_delivery_guarantee(DeliveryGuarantee.EXACTLY_ONCE)
+        .set_transactional_id_prefix(f"{config.transactional_id_prefix}-{name}")
+        .set_property("transaction.timeout.ms", str(config.transaction_timeout_ms))
+    )
+    for key, value in config.kafka_properties.items():
+        builder.set_property(key, value)
+    return builder.build()
+
+
+def build(env: StreamExecutionEnvironment, config: JobConfig) -> None:
+    """Wire the job's operators into ``env``."""
+    source_builder = (
+        KafkaSource.builder()
+        .set_bootstrap_servers(config.bootstrap_servers)
+        .set_topics(config.topics.events)
+        .set_group_id(config.group_id)
+        .set_starting_offsets(
+            KafkaOffsetsInitializer.committed_offsets(KafkaOffsetResetStrategy.EARLIEST)
+        )
+        .set_value_only_deserializer(ByteArraySchema())
+        .set_property("isolation.level", "read_committed")
+    )
+    for key, value in config.kafka_properties.items():
+        source_builder.set_property(key, value)
+    # Watermarks per Kafka partition, from the record timestamps, which producers set to
+    # occurred_at (``atp produce`` does). Generated after a merge of partitions instead,
+    # a partition read late would hold events behind a watermark that has already moved
+    # past their timers.
+    watermarks = WatermarkStrategy.for_bounded_out_of_orderness(
+        Duration.of_millis(config.out_of_orderness_ms)
+    ).with_idleness(Duration.of_millis(config.idleness_ms))
+    raw = env.from_source(source_builder.build(), watermarks, "events")
+
+    decoded = raw.process(DecodeEvents(config.topics.events), output_type=KEYED_EVENT).name(
+        "decode"
+    )
+    decoded.get_side_output(DEAD_LETTERS).sink_to(
+        _sink(config, config.topics.dead_letters, "dlq")
+    ).name("dead letters")
+
+    changes = (
+        decoded.key_by(lambda row: row[0], key_type=Types.STRING())
+        .process(FoldByKey(), output_type=SNAPSHOT_CHANGE)
+        .name("fold")
+    )
+    changes.get_side_output(EXCEPTIONS).sink_to(
+        _sink(config, config.topics.exceptions, "exceptions")
+    ).name("exceptions")
+    changes.map(WriteSnapshots(config.redis_url), output_type=Types.INT()).name("redis")
+    changes.map(lambda row: row[4], output_type=Types.STRING()).sink_to(
+        _sink(config, config.topics.atp_changes, "changes")
+    ).name("atp changes")
+
+
+def run(config: JobConfig) -> None:
+    env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(config))
+    build(env, config)
+    env.execute("atp-stream")
+
+
+if __name__ == "__main__":
+    run(JobConfig())
+    sys.exit(0)
