@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 ATP := $(VENV)/bin/atp
 SAMPLE_EVENTS ?= 200000
 
-.PHONY: setup run test lint unit bench clean jars kafka-up redis-up flink-up services-up services-down
+.PHONY: setup run test lint unit bench clean jars kafka-up redis-up flink-up services-up services-down up down
 
 setup:
 	@infra/bootstrap.sh
@@ -57,3 +57,16 @@ services-down:
 	@infra/flink.sh stop --purge
 	@infra/redis.sh stop --purge
 	@infra/kafka.sh stop --purge
+
+# Kafka, Redis and the stream job in the background; returns once all answer.
+up: setup jars
+	@infra/kafka.sh start
+	@infra/kafka.sh topics
+	@infra/redis.sh start
+	@infra/job.sh start
+
+down:
+	@infra/job.sh stop
+	@infra/redis.sh stop --purge
+	@infra/kafka.sh stop --purge
+	rm -rf var/job var/checkpoints

@@ -32,8 +32,18 @@ from pipelines.stream_functions import (
     WriteSnapshots,
 )
 
+# An embedded MiniCluster (``atp job``) listens on loopback only; on a cluster, the
+# cluster's own configuration decides.
+_LOCAL_ONLY = {
+    "rest.bind-address": "127.0.0.1",
+    "rest.address": "127.0.0.1",
+    "jobmanager.bind-host": "127.0.0.1",
+    "taskmanager.bind-host": "127.0.0.1",
+    "taskmanager.host": "127.0.0.1",
+}
 
-def flink_configuration(config: JobConfig) -> Configuration:
+
+def flink_configuration(config: JobConfig, local: bool = False) -> Configuration:
     conf = Configuration()
     settings = {
         "python.execution-mode": "thread",  # 17x faster than process mode here
@@ -52,6 +62,8 @@ def flink_configuration(config: JobConfig) -> Configuration:
         "parallelism.default": str(config.parallelism),
         "pipeline.jars": CONNECTOR_JAR.as_uri(),
     }
+    if local:
+        settings.update(_LOCAL_ONLY)
     if config.restore_from:
         settings["execution.state-recovery.path"] = config.restore_from
     for key, value in settings.items():
@@ -123,8 +135,8 @@ def build(env: StreamExecutionEnvironment, config: JobConfig) -> None:
     ).name("atp changes")
 
 
-def run(config: JobConfig) -> None:
-    env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(config))
+def run(config: JobConfig, local: bool = False) -> None:
+    env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(config, local))
     build(env, config)
     env.execute("atp-stream")
 

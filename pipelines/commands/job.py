@@ -64,5 +64,5 @@ def config_from(args: argparse.Namespace) -> JobConfig:
 def run(args: argparse.Namespace) -> int:
     from pipelines.stream_job import run as run_job  # imports PyFlink: only when needed
 
-    run_job(config_from(args))
+    run_job(config_from(args), local=True)
     return 0
