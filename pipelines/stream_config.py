@@ -38,4 +38,5 @@ class JobConfig:
     # interval plus a restart.
     transaction_timeout_ms: int = 600_000
     restore_from: str | None = None
+    policy: str | None = None  # the channel policy document (JSON) to start with
     kafka_properties: dict[str, str] = field(default_factory=dict)

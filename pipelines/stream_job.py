@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 import sysconfig
+from typing import Any
 
 from pyflink.common import Configuration, Duration, WatermarkStrategy
 from pyflink.common.serialization import ByteArraySchema, SimpleStringSchema
@@ -21,6 +22,13 @@ from pyflink.datastream.connectors.kafka import (
     KafkaSource,
 )
 
+from pipelines.stream_channels import (
+    CHANNEL_CHANGE,
+    CHANNEL_UPDATE,
+    POLICY_STATE,
+    ChannelAvailability,
+    FanOutToChannels,
+)
 from pipelines.stream_config import CONNECTOR_JAR, ROOT, JobConfig
 from pipelines.stream_functions import (
     DEAD_LETTERS,
@@ -130,9 +138,36 @@ def build(env: StreamExecutionEnvironment, config: JobConfig) -> None:
         _sink(config, config.topics.exceptions, "exceptions")
     ).name("exceptions")
     changes.map(WriteSnapshots(config.redis_url), output_type=Types.INT()).name("redis")
+    _channel_stage(env, config, changes)
     changes.map(lambda row: row[4], output_type=Types.STRING()).sink_to(
         _sink(config, config.topics.atp_changes, "changes")
     ).name("atp changes")
+
+
+def _channel_stage(env: StreamExecutionEnvironment, config: JobConfig, changes: Any) -> None:
+    # The whole compacted policy topic, every time: its last record is the policy.
+    policies = (
+        KafkaSource.builder()
+        .set_bootstrap_servers(config.bootstrap_servers)
+        .set_topics(config.topics.policy)
+        .set_group_id(f"{config.group_id}-policy")
+        .set_starting_offsets(KafkaOffsetsInitializer.earliest())
+        .set_value_only_deserializer(SimpleStringSchema())
+        .set_properties(dict(config.kafka_properties))
+        .build()
+    )
+    policy_stream = env.from_source(policies, WatermarkStrategy.no_watermarks(), "policy")
+    (
+        changes.connect(policy_stream.broadcast(POLICY_STATE))
+        .process(FanOutToChannels(config.policy), output_type=CHANNEL_UPDATE)
+        .name("channel fan-out")
+        .key_by(lambda row: row[0], key_type=Types.STRING())
+        .process(ChannelAvailability(), output_type=CHANNEL_CHANGE)
+        .name("channel ATP")
+        .map(lambda row: row[1], output_type=Types.STRING())
+        .sink_to(_sink(config, config.topics.channel_atp, "channels"))
+        .name("channel changes")
+    )
 
 
 def run(config: JobConfig, local: bool = False) -> None:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
+
+import orjson
 
 from pipelines.kafka_options import add_kafka_arguments, kafka_settings
 from pipelines.stream_config import JobConfig, Topics
+from pipelines.usage import policy_file
 
 _DEFAULTS = JobConfig()
 
@@ -35,7 +39,16 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--out-of-orderness-ms", type=int, default=_DEFAULTS.out_of_orderness_ms)
     parser.add_argument("--idleness-ms", type=int, default=_DEFAULTS.idleness_ms)
     parser.add_argument("--transactional-id-prefix", default=_DEFAULTS.transactional_id_prefix)
+    parser.add_argument(
+        "--policy", help="channel policy JSON to start with; the policy topic replaces it"
+    )
     parser.set_defaults(run=run)
+
+
+def policy_document(path: str) -> object:
+    """The policy file's JSON, after checking that it is a valid policy (usage error if not)."""
+    policy_file(path)
+    return orjson.loads(Path(path).read_bytes())
 
 
 def config_from(args: argparse.Namespace) -> JobConfig:
@@ -58,6 +71,7 @@ def config_from(args: argparse.Namespace) -> JobConfig:
         idleness_ms=args.idleness_ms,
         transactional_id_prefix=args.transactional_id_prefix,
         kafka_properties=kafka_settings(args),
+        policy=orjson.dumps(policy_document(args.policy)).decode() if args.policy else None,
     )
 
 

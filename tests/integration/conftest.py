@@ -16,19 +16,29 @@ ROOT = Path(__file__).resolve().parents[2]
 TEST_DB = 15  # a database of its own, so a developer's local job on db 0 is untouched
 
 
-def _infra(script: str, *args: str) -> None:
+def _infra(script: str, *args: str, check: bool = True) -> int:
     result = subprocess.run(
         [str(ROOT / "infra" / script), *args], capture_output=True, text=True, check=False
     )
-    if result.returncode != 0:
+    if check and result.returncode != 0:
         pytest.fail(f"infra/{script} {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result.returncode
+
+
+def _service(script: str) -> Iterator[None]:
+    """Start a service for the session; stop it afterwards if this session started it."""
+    already_running = _infra(script, "status", check=False) == 0
+    _infra(script, "start")
+    yield
+    if not already_running:
+        _infra(script, "stop", check=False)
 
 
 @pytest.fixture(scope="session")
-def redis_server() -> str:
+def redis_server() -> Iterator[str]:
     """URL of a real redis-server on loopback (installed and started if needed)."""
-    _infra("redis.sh", "start")
-    return f"redis://127.0.0.1:6379/{TEST_DB}"
+    for _ in _service("redis.sh"):
+        yield f"redis://127.0.0.1:6379/{TEST_DB}"
 
 
 @pytest.fixture
@@ -41,8 +51,8 @@ def redis_client(redis_server: str) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture(scope="session")
-def kafka_server() -> str:
+def kafka_server() -> Iterator[str]:
     """Bootstrap servers of a real single-node KRaft broker on loopback."""
     _infra("fetch-jars.sh")
-    _infra("kafka.sh", "start")
-    return "127.0.0.1:9092"
+    for _ in _service("kafka.sh"):
+        yield "127.0.0.1:9092"

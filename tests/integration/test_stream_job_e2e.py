@@ -4,6 +4,7 @@ broker, the PyFlink job (local MiniCluster) folding them into a real Redis, comp
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -80,11 +81,20 @@ def _read_committed(servers: str, topic: str, expected: int, timeout: float) -> 
     return messages
 
 
+POLICY = {
+    "channels": [
+        {"channel": "web", "locations": ["DC1", "DC2", "DC3"], "share": 0.8, "buffer": 2},
+        {"channel": "stores", "locations": ["ST001", "ST002", "ST003"], "share": 1, "buffer": 0},
+    ]
+}
+
+
 @pytest.fixture
 def job(
     topic_prefix: str, kafka_server: str, redis_server: str, tmp_path: Path
 ) -> Iterator[subprocess.Popen[bytes]]:
     redis.Redis.from_url(redis_server).flushdb()
+    (tmp_path / "policy.json").write_bytes(orjson.dumps(POLICY))
     log = (tmp_path / "job.log").open("wb")
     process = subprocess.Popen(
         [
@@ -106,6 +116,8 @@ def job(
             (tmp_path / "checkpoints").as_uri(),
             "--out-of-orderness-ms",
             str(OUT_OF_ORDERNESS_MS),
+            "--policy",
+            str(tmp_path / "policy.json"),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -144,8 +156,22 @@ def test_stream_job_equals_replay(
         check=True,
     )
     replayed, dead = tmp_path / "replay.jsonl", tmp_path / "dlq.jsonl"
+    channels = tmp_path / "channels.jsonl"
     subprocess.run(
-        [*ATP, "replay", "--input", str(events), "--output", str(replayed), "--dlq", str(dead)],
+        [
+            *ATP,
+            "replay",
+            "--input",
+            str(events),
+            "--output",
+            str(replayed),
+            "--dlq",
+            str(dead),
+            "--policy",
+            str(tmp_path / "policy.json"),
+            "--channel-output",
+            str(channels),
+        ],
         check=True,
         capture_output=True,
     )
@@ -204,3 +230,26 @@ def test_stream_job_equals_replay(
         last = max(records, key=lambda r: r["revision"])
         assert {f: last[f] for f in CONTRACT_FIELDS} == {f: actual[key][f] for f in CONTRACT_FIELDS}
     assert set(by_key) == set(actual)
+
+    # Channel ATP: the last change per (channel, item) equals the replay's value, and a
+    # change is only ever emitted when the number moves.
+    wanted = {
+        (c["channel"], c["item_id"]): c["available"] for c in map(orjson.loads, channels.open("rb"))
+    }
+    emitted: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        channel_messages = _read_committed(kafka_server, topic_prefix + "channel-atp", 10**9, 5)
+        emitted = {}
+        for record in channel_messages:
+            change = orjson.loads(record.value())
+            emitted.setdefault((change["channel"], change["item_id"]), []).append(change)
+        latest = {k: max(v, key=lambda c: c["version"])["available"] for k, v in emitted.items()}
+        if latest == wanted:
+            break
+    assert latest == wanted
+    for history in emitted.values():
+        ordered = sorted(history, key=lambda c: c["version"])
+        assert [c["version"] for c in ordered] == list(range(1, len(ordered) + 1))
+        values = [c["available"] for c in ordered]
+        assert all(a != b for a, b in itertools.pairwise(values))

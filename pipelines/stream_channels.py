@@ -1,0 +1,149 @@
+"""The channel stage of the stream job: per (channel, item), the quantity a channel may sell.
+
+Location updates fan out to the channels that location serves (policy from the start-up
+file, replaced at run time by the policy topic through broadcast state); each channel
+and item then keeps the available quantity of its locations and emits only when its
+number changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from fractions import Fraction
+from typing import Any, Final
+
+import orjson
+from pyflink.common import Row
+from pyflink.common.typeinfo import Types
+from pyflink.datastream import KeyedProcessFunction
+from pyflink.datastream.functions import BroadcastProcessFunction
+from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
+
+from transforms.channels import (
+    EMPTY_POLICY,
+    ChannelPolicy,
+    Policy,
+    PolicyError,
+    channel_available,
+    parse_policy,
+)
+from transforms.timeutil import parse_iso
+
+POLICY_STATE = MapStateDescriptor("channel-policy", Types.STRING(), Types.STRING())
+_CURRENT: Final = "current"
+
+# (channel|item key, channel, item, location, available, as_of, locations JSON, share
+# numerator, share denominator, buffer): one row per channel a location serves.
+CHANNEL_UPDATE = Types.ROW_NAMED(
+    [
+        "key",
+        "channel",
+        "item_id",
+        "location_id",
+        "available",
+        "as_of",
+        "locations",
+        "share_num",
+        "share_den",
+        "buffer",
+    ],
+    [
+        Types.STRING(),
+        Types.STRING(),
+        Types.STRING(),
+        Types.STRING(),
+        Types.LONG(),
+        Types.LONG(),
+        Types.STRING(),
+        Types.LONG(),
+        Types.LONG(),
+        Types.LONG(),
+    ],
+)
+CHANNEL_CHANGE = Types.ROW_NAMED(["key", "change"], [Types.STRING(), Types.STRING()])
+
+
+class FanOutToChannels(BroadcastProcessFunction):  # type: ignore[misc]
+    """Send each location's new ``available`` to every channel that location serves."""
+
+    def __init__(self, initial_policy: str | None) -> None:
+        self.initial_policy = initial_policy
+
+    def open(self, runtime_context: Any) -> None:
+        self._parsed: tuple[str | None, Policy] = (None, EMPTY_POLICY)
+        metrics = runtime_context.get_metrics_group()
+        self.rejected = metrics.counter("policiesRejected")
+
+    def _policy(self, document: str | None) -> Policy:
+        # Parsed once per policy document, not once per update.
+        if document is None:
+            return EMPTY_POLICY
+        if self._parsed[0] != document:
+            self._parsed = (document, parse_policy(orjson.loads(document)))
+        return self._parsed[1]
+
+    def process_element(self, row: Row, ctx: Any) -> Iterator[Row]:
+        document = ctx.get_broadcast_state(POLICY_STATE).get(_CURRENT) or self.initial_policy
+        item, location, snapshot = row[0], row[1], orjson.loads(row[3])
+        as_of = 0 if snapshot["as_of"] is None else parse_iso(snapshot["as_of"])
+        for channel in self._policy(document).channels_for(location):
+            share = channel.share
+            yield Row(
+                f"{channel.channel}|{item}",
+                channel.channel,
+                item,
+                location,
+                snapshot["available"],
+                as_of,
+                orjson.dumps(channel.locations).decode(),
+                share.numerator,
+                share.denominator,
+                channel.buffer,
+            )
+
+    def process_broadcast_element(self, value: bytes | str, ctx: Any) -> None:
+        document = value.decode() if isinstance(value, bytes | bytearray) else str(value)
+        try:
+            parse_policy(orjson.loads(document))
+        except (orjson.JSONDecodeError, PolicyError):
+            self.rejected.inc()  # a bad policy never replaces a good one
+            return
+        ctx.get_broadcast_state(POLICY_STATE).put(_CURRENT, document)
+
+
+class ChannelAvailability(KeyedProcessFunction):  # type: ignore[misc]
+    """Per (channel, item): available by location, and the last number emitted."""
+
+    def open(self, runtime_context: Any) -> None:
+        self.by_location = runtime_context.get_map_state(
+            MapStateDescriptor("available-by-location", Types.STRING(), Types.LONG())
+        )
+        self.last = runtime_context.get_state(ValueStateDescriptor("last", Types.LONG()))
+        self.version = runtime_context.get_state(ValueStateDescriptor("version", Types.LONG()))
+
+    def process_element(self, row: Row, ctx: Any) -> Iterator[Row]:
+        self.by_location.put(row[3], row[4])
+        locations = tuple(orjson.loads(row[6]))
+        policy = ChannelPolicy(row[1], locations, Fraction(row[7], row[8]), row[9])
+        available = {
+            loc: self.by_location.get(loc) or 0
+            for loc in locations
+            if self.by_location.contains(loc)
+        }
+        value = channel_available(policy, available)
+        previous = self.last.value()
+        if previous is not None and previous == value:
+            return
+        version = (self.version.value() or 0) + 1
+        self.last.update(value)
+        self.version.update(version)
+        change = {
+            "channel": row[1],
+            "item_id": row[2],
+            "available": value,
+            "previous_available": previous,
+            "version": version,
+            "as_of": row[5] or None,
+            "cause_location_id": row[3],
+        }
+        yield Row(row[0], orjson.dumps(change).decode())
