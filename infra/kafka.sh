@@ -102,6 +102,9 @@ group.initial.rebalance.delay.ms=0
 # the Flink exactly-once sink uses 10-minute transactions
 transaction.max.timeout.ms=900000
 auto.create.topics.enable=false
+# Records carry their source event time (occurred_at) as timestamp, and time-based
+# retention measures that: history older than the retention would vanish at once.
+log.retention.ms=-1
 delete.topic.enable=true
 PROPS
     cat >"$LOG4J" <<PROPS
@@ -230,7 +233,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 bootstrap, partitions = sys.argv[1], int(sys.argv[2])
 # name -> (partitions, config)
 wanted = {
-    "atp.events": (partitions, {}),
+    "atp.events": (partitions, {"retention.ms": "-1"}),
     "atp.dead-letters": (partitions, {}),
     "atp.exceptions": (partitions, {}),
     "atp.atp-changes": (partitions, {}),

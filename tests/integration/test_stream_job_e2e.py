@@ -49,7 +49,11 @@ def _topics(prefix: str) -> Topics:
 def topic_prefix(kafka_server: str) -> str:
     prefix = f"e2e-{uuid.uuid4().hex[:8]}."
     admin = AdminClient({"bootstrap.servers": kafka_server})
-    futures = admin.create_topics([NewTopic(name, 4, 1) for name in vars(_topics(prefix)).values()])
+    # Records are stamped with event time, months in the past: no time-based retention.
+    no_retention = {"retention.ms": "-1"}
+    futures = admin.create_topics(
+        [NewTopic(name, 4, 1, config=no_retention) for name in vars(_topics(prefix)).values()]
+    )
     for future in futures.values():
         future.result(timeout=30)
     return prefix
