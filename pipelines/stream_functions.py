@@ -31,7 +31,7 @@ from transforms.fold import (
     next_overdue_check,
     overdue_supply,
 )
-from transforms.snapshot import available_of, snapshot_of
+from transforms.snapshot import QUANTITY_FIELDS, available_of, snapshot_of
 
 KEY_SEPARATOR: Final = "\x1f"
 HEARTBEAT_PREFIX: Final = b'{"heartbeat"'
@@ -80,10 +80,6 @@ class DecodeEvents(ProcessFunction):  # type: ignore[misc]
             yield Row(decoded.item_id + KEY_SEPARATOR + location, decoded.occurred_at, payload)
 
 
-def occurred_at(row: Row) -> int:
-    return int(row[1])
-
-
 class FoldByKey(KeyedProcessFunction):  # type: ignore[misc]
     """The keyed fold; state in typed Flink state, expiry and overdue on event-time timers."""
 
@@ -130,19 +126,7 @@ class FoldByKey(KeyedProcessFunction):  # type: ignore[misc]
             "location_id": location,
             "version": snapshot.version,
             "revision": snapshot.revision,
-            **{
-                k: record[k]
-                for k in (
-                    "on_hand",
-                    "quarantined",
-                    "allocated",
-                    "reserved",
-                    "safety_stock",
-                    "in_transit",
-                    "inbound",
-                    "available",
-                )
-            },
+            **{k: record[k] for k in QUANTITY_FIELDS},
         }
         return Row(
             item,

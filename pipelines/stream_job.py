@@ -178,4 +178,3 @@ def run(config: JobConfig, local: bool = False) -> None:
 
 if __name__ == "__main__":
     run(JobConfig())
-    sys.exit(0)

@@ -11,6 +11,18 @@ from transforms.timeutil import format_iso
 TRANSFER: Final = "TRANSFER"
 ASN: Final = "ASN"
 
+QUANTITY_FIELDS: Final = (
+    "on_hand",
+    "quarantined",
+    "allocated",
+    "reserved",
+    "safety_stock",
+    "in_transit",
+    "inbound",
+    "available",
+)
+"""The contract's quantities of a snapshot, in the contract's order."""
+
 
 def available_of(
     on_hand: int, quarantined: int, allocated: int, reserved: int, safety_stock: int

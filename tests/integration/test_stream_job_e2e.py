@@ -22,23 +22,14 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from pipelines.stream_config import Topics
 from state.serving import SnapshotStore
+from transforms.snapshot import QUANTITY_FIELDS
 from transforms.timeutil import format_iso, parse_iso
 
 pytestmark = pytest.mark.integration
 
 ATP = [sys.executable, "-m", "pipelines.cli"]
 OUT_OF_ORDERNESS_MS = 5_000
-CONTRACT_FIELDS = (
-    "on_hand",
-    "quarantined",
-    "allocated",
-    "reserved",
-    "safety_stock",
-    "in_transit",
-    "inbound",
-    "available",
-    "version",
-)
+CONTRACT_FIELDS = (*QUANTITY_FIELDS, "version")
 
 
 def _topics(prefix: str) -> Topics:
