@@ -22,6 +22,7 @@ from pipelines.dead_letters import DeadLetter, decode_json_event, event_id_of
 from state.codec import decode_state, encode_state
 from state.model import KeyState
 from state.serving import SnapshotStore
+from transforms import exceptions as exc_kinds
 from transforms.events import Event, locations_touched
 from transforms.fold import (
     DEFAULT_GRACE_MS,
@@ -96,12 +97,19 @@ class FoldByKey(KeyedProcessFunction):  # type: ignore[misc]
         self.duplicates = metrics.counter("duplicates")
         self.expired = metrics.counter("reservationsExpired")
         self.exceptions = metrics.counter("exceptions")
+        # One counter per kind: these are the planners' work queues.
+        exceptions = metrics.add_group("exceptions")
+        self.exceptions_by_kind = {kind: exceptions.counter(kind) for kind in exc_kinds.KINDS}
         self.last_event_time = 0
         # Wall clock only for the metric, never for the logic.
         metrics.gauge(
             "eventTimeLagMs",
             lambda: int(time.time() * 1000) - self.last_event_time if self.last_event_time else 0,
         )
+
+    def _count(self, kind: str) -> None:
+        self.exceptions.inc()
+        self.exceptions_by_kind[kind].inc()
 
     def _load(self) -> KeyState:
         raw = self.state.value()
@@ -161,7 +169,7 @@ class FoldByKey(KeyedProcessFunction):  # type: ignore[misc]
         self.applied.inc()
         self.last_event_time = event.occurred_at
         for record in outcome.exceptions:
-            self.exceptions.inc()
+            self._count(record.kind)
             yield EXCEPTIONS, orjson.dumps(record.to_json()).decode()
         yield self._change(
             state,
@@ -190,7 +198,7 @@ class FoldByKey(KeyedProcessFunction):  # type: ignore[misc]
         _, expired = expire(state, clock)
         _, overdue = overdue_supply(state, item, location, clock, self.grace_ms)
         for record in overdue:
-            self.exceptions.inc()
+            self._count(record.kind)
             yield EXCEPTIONS, orjson.dumps(record.to_json()).decode()
         if expired:
             self.expired.inc(len(expired))
