@@ -4,8 +4,10 @@ broker, the PyFlink job (local MiniCluster) folding them into a real Redis, comp
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -84,47 +86,60 @@ POLICY = {
 }
 
 
+def start_job(
+    prefix: str, kafka: str, redis_url: str, tmp_path: Path, restore_from: str | None = None
+) -> subprocess.Popen[bytes]:
+    (tmp_path / "policy.json").write_bytes(orjson.dumps(POLICY))
+    args = [
+        *ATP,
+        "job",
+        "--bootstrap-servers",
+        kafka,
+        "--topic-prefix",
+        prefix,
+        "--group-id",
+        prefix,
+        "--transactional-id-prefix",
+        prefix,
+        "--redis-url",
+        redis_url,
+        "--checkpoint-interval-ms",
+        "2000",
+        "--checkpoint-dir",
+        (tmp_path / "checkpoints").as_uri(),
+        "--out-of-orderness-ms",
+        str(OUT_OF_ORDERNESS_MS),
+        "--policy",
+        str(tmp_path / "policy.json"),
+    ]
+    if restore_from:
+        args += ["--restore-from", restore_from]
+    log = (tmp_path / "job.log").open("ab")
+    # A session of its own, so stopping it also stops the JVM the job runs in.
+    return subprocess.Popen(
+        args,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        start_new_session=True,
+    )
+
+
+def stop_job(process: subprocess.Popen[bytes]) -> None:
+    """Stop the job and the JVM under it, as a crash of its machine would."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(30)
+
+
 @pytest.fixture
 def job(
     topic_prefix: str, kafka_server: str, redis_server: str, tmp_path: Path
 ) -> Iterator[subprocess.Popen[bytes]]:
     redis.Redis.from_url(redis_server).flushdb()
-    (tmp_path / "policy.json").write_bytes(orjson.dumps(POLICY))
-    log = (tmp_path / "job.log").open("wb")
-    process = subprocess.Popen(
-        [
-            *ATP,
-            "job",
-            "--bootstrap-servers",
-            kafka_server,
-            "--topic-prefix",
-            topic_prefix,
-            "--group-id",
-            topic_prefix,
-            "--transactional-id-prefix",
-            topic_prefix,
-            "--redis-url",
-            redis_server,
-            "--checkpoint-interval-ms",
-            "2000",
-            "--checkpoint-dir",
-            (tmp_path / "checkpoints").as_uri(),
-            "--out-of-orderness-ms",
-            str(OUT_OF_ORDERNESS_MS),
-            "--policy",
-            str(tmp_path / "policy.json"),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    process = start_job(topic_prefix, kafka_server, redis_server, tmp_path)
     yield process
-    process.terminate()
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+    stop_job(process)
 
 
 def test_stream_job_equals_replay(
@@ -248,3 +263,116 @@ def test_stream_job_equals_replay(
         assert [c["version"] for c in ordered] == list(range(1, len(ordered) + 1))
         values = [c["available"] for c in ordered]
         assert all(a != b for a, b in itertools.pairwise(values))
+
+
+def _wait_until_equal(
+    store: SnapshotStore, expected: dict[tuple[str, str], dict[str, Any]], seconds: float
+) -> list[Any]:
+    deadline = time.monotonic() + seconds
+    mismatched: list[Any] = ["not started"]
+    while time.monotonic() < deadline and mismatched:
+        actual = {(s["item_id"], s["location_id"]): s for s in store.all_snapshots()}
+        mismatched = [
+            key
+            for key, snap in expected.items()
+            if key not in actual or any(actual[key][f] != snap[f] for f in CONTRACT_FIELDS)
+        ]
+        if mismatched:
+            time.sleep(2)
+    return mismatched
+
+
+def _committed_to_end(servers: str, prefix: str, seconds: float) -> bool:
+    consumer = Consumer({"bootstrap.servers": servers, "group.id": prefix})
+    partitions = [TopicPartition(prefix + "events", p) for p in range(4)]
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            committed = consumer.committed(partitions, timeout=10)
+            ends = [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions]
+            if [tp.offset for tp in committed] == ends:
+                return True
+            time.sleep(1)
+        return False
+    finally:
+        consumer.close()
+
+
+def test_job_restarts_from_its_retained_checkpoint(
+    topic_prefix: str, kafka_server: str, redis_server: str, tmp_path: Path
+) -> None:
+    """Stop the job, start it again from its last checkpoint, keep producing: the final
+    state is the replay of the whole log (an empty restart would lose the first half)."""
+    events = tmp_path / "events.jsonl"
+    subprocess.run(
+        [
+            *ATP,
+            "simulate",
+            "--events",
+            "3000",
+            "--skus",
+            "40",
+            "--seed",
+            "12",
+            "--output",
+            str(events),
+        ],
+        check=True,
+    )
+    lines = events.read_bytes().splitlines(keepends=True)
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    first.write_bytes(b"".join(lines[:1500]))
+    second.write_bytes(b"".join(lines[1500:]))
+
+    def replay(log: Path) -> dict[tuple[str, str], dict[str, Any]]:
+        out = tmp_path / f"{log.stem}.replay.jsonl"
+        subprocess.run(
+            [*ATP, "replay", "--input", str(log), "--output", str(out)],
+            check=True,
+            capture_output=True,
+        )
+        return {(s["item_id"], s["location_id"]): s for s in map(orjson.loads, out.open("rb"))}
+
+    def produce(log: Path, heartbeat: int) -> None:
+        subprocess.run(
+            [
+                *ATP,
+                "produce",
+                "--input",
+                str(log),
+                "--topic",
+                topic_prefix + "events",
+                "--bootstrap-servers",
+                kafka_server,
+                "--heartbeat-at",
+                format_iso(heartbeat + OUT_OF_ORDERNESS_MS + 1),
+            ],
+            check=True,
+            capture_output=True,
+        )
+
+    redis.Redis.from_url(redis_server).flushdb()
+    store = SnapshotStore.from_url(redis_server)
+    half = replay(first)
+    job = start_job(topic_prefix, kafka_server, redis_server, tmp_path)
+    try:
+        produce(first, parse_iso(next(iter(half.values()))["as_of"]))
+        assert not _wait_until_equal(store, half, 240), "first half not folded"
+        # Offsets are committed when a checkpoint completes: once they reach the end, a
+        # restart without the checkpoint's state would lose the first half for good.
+        assert _committed_to_end(kafka_server, topic_prefix, 60), "offsets never committed"
+    finally:
+        stop_job(job)
+    checkpoints = sorted(
+        (tmp_path / "checkpoints").glob("*/chk-*"), key=lambda p: int(p.name.split("-")[1])
+    )
+    assert checkpoints, "no retained checkpoint"
+
+    whole = replay(events)
+    job = start_job(topic_prefix, kafka_server, redis_server, tmp_path, str(checkpoints[-1]))
+    try:
+        produce(second, parse_iso(next(iter(whole.values()))["as_of"]))
+        mismatched = _wait_until_equal(store, whole, 240)
+        assert not mismatched, f"{len(mismatched)} keys differ after the restore: {mismatched[:3]}"
+    finally:
+        stop_job(job)
