@@ -59,6 +59,17 @@ def run(args: argparse.Namespace) -> int:
         if error is not None:
             failures.append(str(error))
 
+    def send(line: bytes, key: bytes | None, at: int) -> None:
+        while True:
+            try:
+                producer.produce(args.topic, line, key=key, timestamp=at, on_delivery=delivered)
+                return
+            except BufferError:  # local queue full: let it drain
+                producer.poll(0.5)
+
+    # Unreadable records before the first readable one wait for its time: a timestamp
+    # of 0 would be stamped with the wall clock and move the job's watermark to now.
+    waiting: list[bytes] = []
     sent, last_time = 0, 0
     with open_input(args.input) as handle:
         for raw in handle:
@@ -66,16 +77,19 @@ def run(args: argparse.Namespace) -> int:
             if not line.strip():
                 continue
             key, last_time = _key_and_time(line, last_time)
-            while True:
-                try:
-                    producer.produce(
-                        args.topic, line, key=key, timestamp=last_time or 0, on_delivery=delivered
-                    )
-                    break
-                except BufferError:  # local queue full: let it drain
-                    producer.poll(0.5)
+            if not last_time:
+                waiting.append(line)
+                continue
+            for early in waiting:
+                send(early, None, last_time)
+            sent += len(waiting)
+            waiting.clear()
+            send(line, key, last_time)
             producer.poll(0)
             sent += 1
+    for early in waiting:  # nothing readable at all: the broker's time it is
+        send(early, None, 0)
+    sent += len(waiting)
     if heartbeat_at is not None:
         metadata = producer.list_topics(args.topic, timeout=10)
         heartbeat = orjson.dumps({"heartbeat": True})

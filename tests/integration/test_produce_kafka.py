@@ -1,0 +1,82 @@
+"""``atp produce`` on a real broker: order, keys, and record timestamps from event time."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import orjson
+import pytest
+from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from transforms.timeutil import parse_iso
+
+pytestmark = pytest.mark.integration
+
+
+def test_produce_keys_orders_and_stamps_records(kafka_server: str, tmp_path: Path) -> None:
+    topic = f"produce-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": kafka_server})
+    admin.create_topics([NewTopic(topic, 1, 1, config={"retention.ms": "-1"})])[topic].result(30)
+    events = [
+        {
+            "event_id": f"e{i}",
+            "event_type": "RECEIPT",
+            "item_id": "A",
+            "location_id": "DC1",
+            "occurred_at": f"2026-05-11T08:00:0{i}Z",
+            "quantity": i,
+        }
+        for i in range(1, 6)
+    ]
+    log = tmp_path / "events.jsonl"
+    log.write_bytes(b"{broken\n" + b"\n".join(orjson.dumps(e) for e in events) + b"\n")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "produce",
+            "--input",
+            str(log),
+            "--topic",
+            topic,
+            "--bootstrap-servers",
+            kafka_server,
+            "--heartbeat-at",
+            "2026-05-11T09:00:00Z",
+        ],
+        capture_output=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+    consumer = Consumer({"bootstrap.servers": kafka_server, "group.id": topic})
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    messages: list[Message] = []
+    while len(messages) < 7:
+        message = consumer.poll(10)
+        assert message is not None, f"only {len(messages)} records arrived"
+        messages.append(message)
+    consumer.close()
+
+    # The unreadable first record waits for the first event time instead of getting 0,
+    # which the client would replace with the wall clock.
+    assert messages[0].value() == b"{broken"
+    assert messages[0].timestamp()[1] == parse_iso("2026-05-11T08:00:01Z")
+    assert [orjson.loads(m.value() or b"")["event_id"] for m in messages[1:6]] == [
+        "e1",
+        "e2",
+        "e3",
+        "e4",
+        "e5",
+    ]
+    assert {m.key() for m in messages[1:6]} == {b"A|DC1"}
+    assert [m.timestamp()[1] for m in messages[1:6]] == [
+        parse_iso(str(e["occurred_at"])) for e in events
+    ]
+    assert orjson.loads(messages[6].value() or b"") == {"heartbeat": True}
+    assert messages[6].timestamp()[1] == parse_iso("2026-05-11T09:00:00Z")
