@@ -45,7 +45,7 @@ class SnapshotStore:
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
-        self._cas = client.register_script(_CAS_SCRIPT)
+        self._sha: str | None = None
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SnapshotStore:
@@ -53,13 +53,29 @@ class SnapshotStore:
 
     def write(self, snapshots: Iterable[dict[str, Any]]) -> int:
         """Write snapshots in one round trip; return how many were newer than the store."""
+        batch = list(snapshots)
+        try:
+            return self._write(batch)
+        except redis.exceptions.NoScriptError:  # the server restarted and lost its scripts
+            self._sha = None
+            return self._write(batch)
+
+    def _write(self, batch: list[dict[str, Any]]) -> int:
+        if self._sha is None:
+            self._sha = cast(str, self.client.script_load(_CAS_SCRIPT))
+        # EVALSHA in a plain pipeline: redis-py's Script objects would add a SCRIPT EXISTS
+        # round trip to every pipeline.
         pipe = self.client.pipeline(transaction=False)
-        for snap in snapshots:
+        for snap in batch:
             item, location = snap["item_id"], snap["location_id"]
-            self._cas(
-                keys=[snapshot_key(item, location), locations_key(item)],
-                args=[snap["revision"], orjson.dumps(snap), location],
-                client=pipe,
+            pipe.evalsha(
+                self._sha,
+                2,
+                snapshot_key(item, location),
+                locations_key(item),
+                snap["revision"],
+                orjson.dumps(snap).decode(),
+                location,
             )
             pipe.sadd(ITEMS_KEY, item)
         results = pipe.execute()
