@@ -75,6 +75,7 @@ def produce(lines: list[bytes], topic: str, last_time: int) -> None:
             except BufferError:
                 producer.poll(0.2)
         producer.poll(0)
+    producer.flush(120)  # the log first, then the sentinels
     for partition in range(PARTITIONS):
         sentinel = {
             "event_id": f"sentinel-{partition}",
