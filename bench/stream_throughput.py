@@ -28,6 +28,7 @@ import redis
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from pipelines.commands.produce import record_key_and_time
 from pipelines.replay import Replayer
 from pipelines.simulate import SimConfig, simulate
 from pipelines.stream_config import ROOT, Topics
@@ -48,7 +49,7 @@ def infra(*args: str) -> None:
 
 def create_topics(prefix: str) -> None:
     admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
-    names = [prefix + v.removeprefix("atp.") for v in vars(Topics()).values()]
+    names = list(vars(Topics.with_prefix(prefix)).values())
     for future in admin.create_topics(
         [NewTopic(n, PARTITIONS, 1, config={"retention.ms": "-1"}) for n in names]
     ).values():
@@ -62,12 +63,7 @@ def produce(lines: list[bytes], topic: str, last_time: int) -> None:
     )
     at = 0
     for line in lines:
-        try:
-            record = orjson.loads(line)
-            key = f"{record['item_id']}|{record['location_id']}".encode()
-            at = parse_iso(record["occurred_at"])
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            key = None
+        key, at = record_key_and_time(line, at)
         while True:
             try:
                 producer.produce(topic, line, key=key, timestamp=at)

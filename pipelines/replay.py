@@ -12,16 +12,14 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-import orjson
-
-from pipelines.dead_letters import DeadLetter, event_id_of
+from pipelines.dead_letters import DeadLetter, decode_json_event, event_id_of
 from state.model import DEFAULT_RETENTION, KeyState, Retention
 from transforms.channels import Policy, channel_available
 from transforms.events import Event, Key, locations_touched
 from transforms.exceptions import ExceptionRecord
 from transforms.fold import DEFAULT_GRACE_MS, apply, expire, overdue_supply
 from transforms.snapshot import Snapshot, snapshot_of
-from transforms.validation import UNDECODABLE, Violation, parse_event
+from transforms.validation import Violation
 
 
 @dataclass(slots=True)
@@ -81,24 +79,16 @@ class Replayer:
 
     def feed(self, lines: Iterable[bytes], first_line: int = 1) -> None:
         """Fold raw JSON lines, numbered from ``first_line``, in order."""
-        # The per-line loop is the replay's hot path: names are bound to locals on purpose.
         stats = self.stats
-        loads, decode_error = orjson.loads, orjson.JSONDecodeError
         line_no = first_line - 1
         for line_no, raw in enumerate(lines, first_line):
-            try:
-                decoded = parse_event(loads(raw))
-            except decode_error as err:
-                if not raw.strip():
-                    stats.blank_lines += 1
-                else:
-                    reason = Violation(UNDECODABLE, f"not valid JSON: {err}")
-                    self._dead_letter((reason,), raw, line_no)
-                continue
-            if type(decoded) is list:
-                self._dead_letter(tuple(decoded), raw, line_no)
-                continue
-            self.fold(decoded)  # type: ignore[arg-type]
+            decoded = decode_json_event(raw)
+            if isinstance(decoded, Event):
+                self.fold(decoded)
+            elif not raw.strip():  # a blank line is not a record
+                stats.blank_lines += 1
+            else:
+                self._dead_letter(decoded, raw, line_no)
         stats.lines = max(stats.lines, line_no)
 
     def fold(self, event: Event) -> None:

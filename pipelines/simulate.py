@@ -174,21 +174,10 @@ class _Simulator:
                 ship, ev.SHIPMENT, "TMS", item, loc, qty, reference_id=ref, correlation_id=corr
             )
             self.moved(item, loc, -qty)
-        elif fate < 0.9:
+        else:  # canceled, or released by the OMS
             self.event(
                 t + rng.randint(30, 720) * MINUTE_MS,
-                ev.ORDER_CANCELED,
-                "OMS",
-                item,
-                loc,
-                qty,
-                reference_id=ref,
-                correlation_id=corr,
-            )
-        else:
-            self.event(
-                t + rng.randint(30, 720) * MINUTE_MS,
-                ev.RESERVATION_RELEASED,
+                ev.ORDER_CANCELED if fate < 0.9 else ev.RESERVATION_RELEASED,
                 "OMS",
                 item,
                 loc,

@@ -27,7 +27,6 @@ from transforms.channels import (
     channel_available,
     parse_policy,
 )
-from transforms.timeutil import parse_iso
 
 POLICY_STATE = MapStateDescriptor("channel-policy", Types.STRING(), Types.STRING())
 _CURRENT: Final = "current"
@@ -84,8 +83,7 @@ class FanOutToChannels(BroadcastProcessFunction):  # type: ignore[misc]
 
     def process_element(self, row: Row, ctx: Any) -> Iterator[Row]:
         document = ctx.get_broadcast_state(POLICY_STATE).get(_CURRENT) or self.initial_policy
-        item, location, snapshot = row[0], row[1], orjson.loads(row[3])
-        as_of = 0 if snapshot["as_of"] is None else parse_iso(snapshot["as_of"])
+        item, location, available, as_of = row[0], row[1], row[5], row[6]
         for channel in self._policy(document).channels_for(location):
             share = channel.share
             yield Row(
@@ -93,7 +91,7 @@ class FanOutToChannels(BroadcastProcessFunction):  # type: ignore[misc]
                 channel.channel,
                 item,
                 location,
-                snapshot["available"],
+                available,
                 as_of,
                 orjson.dumps(channel.locations).decode(),
                 share.numerator,

@@ -20,6 +20,13 @@ class Topics:
     channel_atp: str = "atp.channel-atp"
     policy: str = "atp.policy"
 
+    @classmethod
+    def with_prefix(cls, prefix: str) -> Topics:
+        """The same topics under another prefix than ``atp.`` (tests, benchmarks, tenants)."""
+        return cls(
+            **{name: prefix + topic.removeprefix("atp.") for name, topic in vars(cls()).items()}
+        )
+
 
 @dataclass(frozen=True)
 class JobConfig:

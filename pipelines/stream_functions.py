@@ -32,20 +32,27 @@ from transforms.fold import (
     next_overdue_check,
     overdue_supply,
 )
-from transforms.snapshot import QUANTITY_FIELDS, available_of, snapshot_of
+from transforms.snapshot import QUANTITY_FIELDS, available_now, snapshot_of
 
 KEY_SEPARATOR: Final = "\x1f"
 HEARTBEAT_PREFIX: Final = b'{"heartbeat"'
 """A record that is only a watermark heartbeat for its partition (see ``atp produce``)."""
 
-# (key, occurred_at, event as a JSON array): one row per key an event touches.
-KEYED_EVENT = Types.ROW_NAMED(
-    ["key", "occurred_at", "event"], [Types.STRING(), Types.LONG(), Types.STRING()]
-)
-# (item_id, location_id, revision, snapshot JSON, change JSON)
+# (key, event as a JSON array): one row per key an event touches.
+KEYED_EVENT = Types.ROW_NAMED(["key", "event"], [Types.STRING(), Types.STRING()])
+# (item_id, location_id, revision, snapshot JSON, change JSON, available, as_of millis or
+# 0): the two longs spare the channel stage from parsing the snapshot again.
 SNAPSHOT_CHANGE = Types.ROW_NAMED(
-    ["item_id", "location_id", "revision", "snapshot", "change"],
-    [Types.STRING(), Types.STRING(), Types.LONG(), Types.STRING(), Types.STRING()],
+    ["item_id", "location_id", "revision", "snapshot", "change", "available", "as_of"],
+    [
+        Types.STRING(),
+        Types.STRING(),
+        Types.LONG(),
+        Types.STRING(),
+        Types.STRING(),
+        Types.LONG(),
+        Types.LONG(),
+    ],
 )
 DEAD_LETTERS = OutputTag("dead-letters", Types.STRING())
 EXCEPTIONS = OutputTag("exceptions", Types.STRING())
@@ -78,7 +85,7 @@ class DecodeEvents(ProcessFunction):  # type: ignore[misc]
         self.decoded.inc()
         payload = orjson.dumps(tuple(decoded)).decode()
         for location in locations_touched(decoded):
-            yield Row(decoded.item_id + KEY_SEPARATOR + location, decoded.occurred_at, payload)
+            yield Row(decoded.item_id + KEY_SEPARATOR + location, payload)
 
 
 class FoldByKey(KeyedProcessFunction):  # type: ignore[misc]
@@ -142,24 +149,20 @@ class FoldByKey(KeyedProcessFunction):  # type: ignore[misc]
             snapshot.revision,
             orjson.dumps(record).decode(),
             orjson.dumps(change).decode(),
+            snapshot.available,
+            clock or 0,
         )
 
     def process_element(self, row: Row, ctx: Any) -> Iterator[Any]:
         item, location = row[0].split(KEY_SEPARATOR, 1)
-        event = Event(*orjson.loads(row[2]))
+        event = Event(*orjson.loads(row[1]))
         state = self._load()
         # The clock is the watermark: reservations it has passed expire before the event
         # applies, even if their timer is still queued.
         watermark = ctx.timer_service().current_watermark()
         if watermark > 0:
             yield from self._expire(state, item, location, watermark)
-        before = available_of(
-            state.on_hand,
-            state.quarantined,
-            state.allocated_total,
-            state.reserved_total,
-            state.safety_stock,
-        )
+        before = available_now(state)
         _, outcome = apply(state, event, location)
         self._save(state)
         self._arm_timers(state, ctx)
@@ -188,13 +191,7 @@ class FoldByKey(KeyedProcessFunction):  # type: ignore[misc]
 
     def _expire(self, state: KeyState, item: str, location: str, clock: int) -> Iterator[Any]:
         """Expire reservations and report overdue supply at ``clock``; emit what changed."""
-        before = available_of(
-            state.on_hand,
-            state.quarantined,
-            state.allocated_total,
-            state.reserved_total,
-            state.safety_stock,
-        )
+        before = available_now(state)
         _, expired = expire(state, clock)
         _, overdue = overdue_supply(state, item, location, clock, self.grace_ms)
         for record in overdue:
@@ -239,7 +236,7 @@ class WriteSnapshots(MapFunction):  # type: ignore[misc]
         self.store = SnapshotStore.from_url(self.redis_url)
 
     def map(self, row: Row) -> int:
-        return self.store.write([orjson.loads(row[3])])
+        return self.store.write_encoded([(row[0], row[1], row[2], row[3])])
 
     def close(self) -> None:
         self.store.client.close()

@@ -53,6 +53,13 @@ class SnapshotStore:
 
     def write(self, snapshots: Iterable[dict[str, Any]]) -> int:
         """Write snapshots in one round trip; return how many were newer than the store."""
+        return self.write_encoded(
+            (s["item_id"], s["location_id"], s["revision"], orjson.dumps(s).decode())
+            for s in snapshots
+        )
+
+    def write_encoded(self, snapshots: Iterable[tuple[str, str, int, str]]) -> int:
+        """Like ``write``, for snapshots already in JSON: (item, location, revision, JSON)."""
         batch = list(snapshots)
         try:
             return self._write(batch)
@@ -60,21 +67,20 @@ class SnapshotStore:
             self._sha = None
             return self._write(batch)
 
-    def _write(self, batch: list[dict[str, Any]]) -> int:
+    def _write(self, batch: list[tuple[str, str, int, str]]) -> int:
         if self._sha is None:
             self._sha = cast(str, self.client.script_load(_CAS_SCRIPT))
         # EVALSHA in a plain pipeline: redis-py's Script objects would add a SCRIPT EXISTS
         # round trip to every pipeline.
         pipe = self.client.pipeline(transaction=False)
-        for snap in batch:
-            item, location = snap["item_id"], snap["location_id"]
+        for item, location, revision, document in batch:
             pipe.evalsha(
                 self._sha,
                 2,
                 snapshot_key(item, location),
                 locations_key(item),
-                snap["revision"],
-                orjson.dumps(snap).decode(),
+                str(revision),
+                document,
                 location,
             )
             pipe.sadd(ITEMS_KEY, item)

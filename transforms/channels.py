@@ -90,9 +90,3 @@ def channel_available(policy: ChannelPolicy, available_by_location: Mapping[str,
     """``max(0, floor(share * sum of available over the channel's locations) - buffer)``."""
     total = sum(available_by_location.get(loc, 0) for loc in policy.locations)
     return max(0, floor(policy.share * total) - policy.buffer)
-
-
-def policy_fingerprint(channel: ChannelPolicy) -> tuple[tuple[str, ...], int, int, int]:
-    """A channel's policy as plain values (locations, share numerator and denominator,
-    buffer), so it can travel with each update instead of being looked up."""
-    return channel.locations, channel.share.numerator, channel.share.denominator, channel.buffer

@@ -108,6 +108,17 @@ def supply_entries(state: KeyState) -> tuple[SupplyEntry, ...]:
     return tuple(entries)
 
 
+def available_now(state: KeyState) -> int:
+    """``available`` of a state, from its running totals (O(1))."""
+    return available_of(
+        state.on_hand,
+        state.quarantined,
+        state.allocated_total,
+        state.reserved_total,
+        state.safety_stock,
+    )
+
+
 def quantities(state: KeyState) -> dict[str, int]:
     """The contract quantities of a state, for exception records and explanations."""
     allocated, reserved = state.allocated_total, state.reserved_total

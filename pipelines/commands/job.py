@@ -52,16 +52,12 @@ def policy_document(path: str) -> object:
 
 
 def config_from(args: argparse.Namespace) -> JobConfig:
-    prefix = args.topic_prefix
-    topics = Topics(
-        **{name: prefix + value.removeprefix("atp.") for name, value in vars(Topics()).items()}
-    )
     return replace(
         _DEFAULTS,
         bootstrap_servers=args.bootstrap_servers,
         group_id=args.group_id,
         redis_url=args.redis_url,
-        topics=topics,
+        topics=Topics.with_prefix(args.topic_prefix),
         parallelism=args.parallelism,
         checkpoint_interval_ms=args.checkpoint_interval_ms,
         checkpoint_dir=args.checkpoint_dir,

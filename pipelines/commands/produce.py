@@ -37,7 +37,7 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(run=run)
 
 
-def _key_and_time(line: bytes, last_time: int) -> tuple[bytes | None, int]:
+def record_key_and_time(line: bytes, last_time: int) -> tuple[bytes | None, int]:
     """The record key and timestamp; unreadable records keep the previous time."""
     try:
         record = orjson.loads(line)
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
             line = raw.rstrip(b"\r\n")
             if not line.strip():
                 continue
-            key, last_time = _key_and_time(line, last_time)
+            key, last_time = record_key_and_time(line, last_time)
             if not last_time:
                 waiting.append(line)
                 continue

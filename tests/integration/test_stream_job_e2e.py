@@ -34,10 +34,6 @@ OUT_OF_ORDERNESS_MS = 5_000
 CONTRACT_FIELDS = (*QUANTITY_FIELDS, "version")
 
 
-def _topics(prefix: str) -> Topics:
-    return Topics(**{k: prefix + v.removeprefix("atp.") for k, v in vars(Topics()).items()})
-
-
 @pytest.fixture
 def topic_prefix(kafka_server: str) -> str:
     prefix = f"e2e-{uuid.uuid4().hex[:8]}."
@@ -45,7 +41,10 @@ def topic_prefix(kafka_server: str) -> str:
     # Records are stamped with event time, months in the past: no time-based retention.
     no_retention = {"retention.ms": "-1"}
     futures = admin.create_topics(
-        [NewTopic(name, 4, 1, config=no_retention) for name in vars(_topics(prefix)).values()]
+        [
+            NewTopic(name, 4, 1, config=no_retention)
+            for name in vars(Topics.with_prefix(prefix)).values()
+        ]
     )
     for future in futures.values():
         future.result(timeout=30)
@@ -207,19 +206,9 @@ def test_stream_job_equals_replay(
     )
 
     store = SnapshotStore.from_url(redis_server)
-    deadline = time.monotonic() + 240
-    mismatched: list[Any] = ["not started"]
-    while time.monotonic() < deadline and mismatched:
-        assert job.poll() is None, "the job stopped"
-        actual = {(s["item_id"], s["location_id"]): s for s in store.all_snapshots()}
-        mismatched = [
-            key
-            for key, snap in expected.items()
-            if key not in actual or any(actual[key][f] != snap[f] for f in CONTRACT_FIELDS)
-        ]
-        if mismatched:
-            time.sleep(2)
+    mismatched = _wait_until_equal(store, expected, 240, job)
     assert not mismatched, f"{len(mismatched)} keys differ from the replay, e.g. {mismatched[:3]}"
+    actual = {(s["item_id"], s["location_id"]): s for s in store.all_snapshots()}
     assert set(actual) == set(expected)
 
     # Dead letters: exactly the malformed records, each once.
@@ -266,11 +255,16 @@ def test_stream_job_equals_replay(
 
 
 def _wait_until_equal(
-    store: SnapshotStore, expected: dict[tuple[str, str], dict[str, Any]], seconds: float
+    store: SnapshotStore,
+    expected: dict[tuple[str, str], dict[str, Any]],
+    seconds: float,
+    job: subprocess.Popen[bytes] | None = None,
 ) -> list[Any]:
+    """Keys whose snapshot in Redis still differs from ``expected`` after ``seconds``."""
     deadline = time.monotonic() + seconds
     mismatched: list[Any] = ["not started"]
     while time.monotonic() < deadline and mismatched:
+        assert job is None or job.poll() is None, "the job stopped"
         actual = {(s["item_id"], s["location_id"]): s for s in store.all_snapshots()}
         mismatched = [
             key
@@ -357,7 +351,7 @@ def test_job_restarts_from_its_retained_checkpoint(
     job = start_job(topic_prefix, kafka_server, redis_server, tmp_path)
     try:
         produce(first, parse_iso(next(iter(half.values()))["as_of"]))
-        assert not _wait_until_equal(store, half, 240), "first half not folded"
+        assert not _wait_until_equal(store, half, 240, job), "first half not folded"
         # Offsets are committed when a checkpoint completes: once they reach the end, a
         # restart without the checkpoint's state would lose the first half for good.
         assert _committed_to_end(kafka_server, topic_prefix, 60), "offsets never committed"
@@ -372,7 +366,7 @@ def test_job_restarts_from_its_retained_checkpoint(
     job = start_job(topic_prefix, kafka_server, redis_server, tmp_path, str(checkpoints[-1]))
     try:
         produce(second, parse_iso(next(iter(whole.values()))["as_of"]))
-        mismatched = _wait_until_equal(store, whole, 240)
+        mismatched = _wait_until_equal(store, whole, 240, job)
         assert not mismatched, f"{len(mismatched)} keys differ after the restore: {mismatched[:3]}"
     finally:
         stop_job(job)
