@@ -65,7 +65,7 @@ def test_produce_keys_orders_and_stamps_records(kafka_server: str, tmp_path: Pat
         if message is not None and message.error() is None:
             messages.append(message)
     assert len(messages) == 7, (
-        f"only {len(messages)} records arrived: {[m.value()[:20] for m in messages]}"
+        f"only {len(messages)} records arrived: {[(m.value() or b'')[:20] for m in messages]}"
     )
     consumer.close()
 
