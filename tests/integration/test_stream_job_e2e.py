@@ -24,6 +24,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from pipelines.stream_config import Topics
 from state.serving import SnapshotStore
+from tests.integration.topics import decode, read_committed
 from transforms.snapshot import QUANTITY_FIELDS
 from transforms.timeutil import format_iso, parse_iso
 
@@ -49,32 +50,6 @@ def topic_prefix(kafka_server: str) -> str:
     for future in futures.values():
         future.result(timeout=30)
     return prefix
-
-
-def _read_committed(servers: str, topic: str, expected: int, timeout: float) -> list[Any]:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": servers,
-            "group.id": f"check-{uuid.uuid4()}",
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(4)])
-    messages: list[Any] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and len(messages) < expected:
-        message = consumer.poll(1.0)
-        if message is not None and message.error() is None:
-            messages.append(message)
-    # Drain a little longer: more than expected would be a duplicate.
-    drain_until = time.monotonic() + 3
-    while time.monotonic() < drain_until:
-        message = consumer.poll(0.5)
-        if message is not None and message.error() is None:
-            messages.append(message)
-    consumer.close()
-    return messages
 
 
 POLICY = {
@@ -213,15 +188,15 @@ def test_stream_job_equals_replay(
 
     # Dead letters: exactly the malformed records, each once.
     expected_dead = sorted(orjson.loads(line)["raw"] for line in dead.open("rb"))
-    letters = _read_committed(kafka_server, topic_prefix + "dead-letters", len(expected_dead), 60)
-    assert sorted(orjson.loads(m.value())["raw"] for m in letters) == expected_dead
+    letters = read_committed(kafka_server, topic_prefix + "dead-letters", len(expected_dead), 60)
+    assert sorted(decode(m)["raw"] for m in letters) == expected_dead
 
     # ATP changes, read committed: one record per revision per key, the last equals the snapshot.
     total_revisions = sum(s["revision"] for s in actual.values())
-    changes = _read_committed(kafka_server, topic_prefix + "atp-changes", total_revisions, 60)
+    changes = read_committed(kafka_server, topic_prefix + "atp-changes", total_revisions, 60)
     by_key: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for message in changes:
-        change = orjson.loads(message.value())
+        change = decode(message)
         by_key.setdefault((change["item_id"], change["location_id"]), []).append(change)
     for key, records in by_key.items():
         revisions = [r["revision"] for r in records]
@@ -238,10 +213,10 @@ def test_stream_job_equals_replay(
     emitted: dict[tuple[str, str], list[dict[str, Any]]] = {}
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        channel_messages = _read_committed(kafka_server, topic_prefix + "channel-atp", 10**9, 5)
+        channel_messages = read_committed(kafka_server, topic_prefix + "channel-atp", 10**9, 5)
         emitted = {}
         for record in channel_messages:
-            change = orjson.loads(record.value())
+            change = decode(record)
             emitted.setdefault((change["channel"], change["item_id"]), []).append(change)
         latest = {k: max(v, key=lambda c: c["version"])["available"] for k, v in emitted.items()}
         if latest == wanted:
