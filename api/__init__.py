@@ -1,0 +1,1 @@
+"""The promise and ATP read API: a FastAPI service over the Redis serving store."""
