@@ -6,8 +6,13 @@
 #   infra/redis.sh stop [--purge] stop (SHUTDOWN NOSAVE, then SIGTERM/SIGKILL); --purge removes var/redis
 #   infra/redis.sh clean          stop and remove var/redis
 #   infra/redis.sh status         exit 0 when it answers PING, 3 when stopped
+#   infra/redis.sh api-user       (re)create the read API's read-only ACL user (start does it too)
 #
 # Environment: REDIS_PORT (6379), REDIS_START_TIMEOUT (20).
+# The read API connects as REDIS_API_USER (atp-api): read commands on atp:* keys only.
+# Its password is REDIS_API_PASSWORD, else the content of REDIS_API_PASSWORD_FILE
+# (var/secrets/redis-api.password, generated on first use, mode 600, never committed).
+# Redis keeps only its SHA-256. The default user is unchanged (the stream job writes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -18,6 +23,8 @@ HOME_DIR="$ROOT/var/redis"
 CONF="$HOME_DIR/redis.conf"
 PIDFILE="$HOME_DIR/redis.pid"
 LOG="$HOME_DIR/redis.log"
+API_USER="${REDIS_API_USER:-atp-api}"
+API_PASSWORD_FILE="${REDIS_API_PASSWORD_FILE:-$ROOT/var/secrets/redis-api.password}"
 
 say() { echo "redis: $*"; }
 die() { echo "redis: $*" >&2; exit 1; }
@@ -73,9 +80,31 @@ appendonly no
 CONF
 }
 
+api_password() {
+    if [ -n "${REDIS_API_PASSWORD:-}" ]; then
+        printf '%s' "$REDIS_API_PASSWORD"
+        return 0
+    fi
+    if [ ! -s "$API_PASSWORD_FILE" ]; then
+        mkdir -p "$(dirname "$API_PASSWORD_FILE")"
+        (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$API_PASSWORD_FILE")
+    fi
+    tr -d '\n' <"$API_PASSWORD_FILE"
+}
+
+api_user() { # read-only: +@read and connection commands, minus dangerous ones, on atp:* keys
+    local hash reply
+    hash="$(api_password | sha256sum | cut -d' ' -f1)"
+    # Through stdin, so the hash never shows in a process list.
+    reply="$(printf 'ACL SETUSER %s reset on #%s ~atp:* resetchannels -@all +@read +@connection -@dangerous +eval_ro\n' \
+        "$API_USER" "$hash" | redis-cli -h 127.0.0.1 -p "$REDIS_PORT")"
+    [ "$reply" = "OK" ] || die "ACL SETUSER $API_USER failed: $reply"
+}
+
 start() {
     install
     if pid_alive && ping; then
+        api_user
         say "already running (pid $(cat "$PIDFILE")) on 127.0.0.1:$REDIS_PORT"
         return 0
     fi
@@ -94,6 +123,7 @@ start() {
         fi
         sleep 0.2
     done
+    api_user
     say "up on 127.0.0.1:$REDIS_PORT (pid $(cat "$PIDFILE" 2>/dev/null)) after $((SECONDS - t0))s"
 }
 
@@ -140,5 +170,6 @@ case "${1:-}" in
     stop) stop "${2:-}" ;;
     clean) stop --purge ;;
     status) status ;;
-    *) echo "usage: $0 {start|stop [--purge]|clean|status}" >&2; exit 2 ;;
+    api-user) ping || die "not running on 127.0.0.1:$REDIS_PORT"; api_user; say "ACL user $API_USER is read-only on atp:*" ;;
+    *) echo "usage: $0 {start|stop [--purge]|clean|status|api-user}" >&2; exit 2 ;;
 esac
