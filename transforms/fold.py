@@ -38,6 +38,16 @@ DEFAULT_GRACE_MS = 2 * DAY_MS
 """Supply is overdue this long after its ``expected_at`` (the contract's default: 2 days)."""
 
 
+# Stable codes of ``Outcome.code``, so explanations and tools need not parse the notes.
+DUPLICATE_EVENT_ID: Final = "DUPLICATE_EVENT_ID"
+CLOSED_REFERENCE: Final = "CLOSED_REFERENCE"
+"""A create or allocation for a closed reference: applied (counted) but changed nothing."""
+NO_OPEN_RESERVATION: Final = "NO_OPEN_RESERVATION"
+"""A release with nothing reserved under its reference: it only closed the reference."""
+RELEASE_CLAMPED: Final = "RELEASE_CLAMPED"
+"""A quality release of more than was quarantined: quarantined clamped at zero."""
+
+
 class Outcome(NamedTuple):
     """What one event did at one key."""
 
@@ -46,10 +56,17 @@ class Outcome(NamedTuple):
     note: str | None = None
     """Why an applied event changed less than its type suggests (closed reference, ...)."""
     exceptions: tuple[ExceptionRecord, ...] = ()
+    code: str | None = None
+    """The stable code of ``note`` (one of the codes above), None when there is no note."""
+
+    @property
+    def ignored(self) -> bool:
+        """Applied and counted in ``version``, but ignored by the contract's rule."""
+        return self.applied and self.code == CLOSED_REFERENCE
 
 
 APPLIED: Final = Outcome(True)
-DUPLICATE: Final = Outcome(False, "duplicate event_id")
+DUPLICATE: Final = Outcome(False, "duplicate event_id", (), DUPLICATE_EVENT_ID)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +177,7 @@ def apply(
         state.last_correlation_id = event.correlation_id
 
     note: str | None = None
+    code: str | None = None
     raised: list[ExceptionRecord] = []
     on_hand_before = state.on_hand
     kind = event.event_type
@@ -170,6 +188,7 @@ def apply(
     if kind == RESERVATION_CREATED:
         if ref in state.closed.members:
             note = f"reference {ref} is closed; reservation ignored"
+            code = CLOSED_REFERENCE
         else:
             current = state.reserved.get(ref)
             if current is not None:
@@ -190,6 +209,7 @@ def apply(
     elif kind == ALLOCATION:
         if ref in state.closed.members:
             note = f"reference {ref} is closed; allocation ignored"
+            code = CLOSED_REFERENCE
         else:
             state.allocated[ref] = state.allocated.get(ref, 0) + q
             state.allocated_total += q
@@ -217,6 +237,7 @@ def apply(
     elif kind == RESERVATION_RELEASED:
         if not _drop_reservation(state, ref):
             note = f"no open reservation {ref}; reference closed"
+            code = NO_OPEN_RESERVATION
         _close(state, ref, clock, retention)
     elif kind == TRANSFER_SHIPPED:
         if location_id is not None and location_id == event.to_location_id:
@@ -252,6 +273,7 @@ def apply(
     elif kind == QUALITY_RELEASE:
         if q > state.quarantined:
             note = f"release of {q} exceeds quarantined {state.quarantined}; clamped"
+            code = RELEASE_CLAMPED
         state.quarantined = max(0, state.quarantined - q)
     elif kind == ORDER_CANCELED:
         _drop_reservation(state, ref)
@@ -288,7 +310,7 @@ def apply(
         state.oversold = oversold
     if note is None and not raised:
         return state, APPLIED
-    return state, Outcome(True, note, tuple(raised))
+    return state, Outcome(True, note, tuple(raised), code)
 
 
 def expire(state: KeyState, clock: int) -> tuple[KeyState, list[Expired]]:
