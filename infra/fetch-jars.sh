@@ -76,3 +76,6 @@ flink_deps="$(
     printf '      <exclusions><exclusion><groupId>*</groupId><artifactId>*</artifactId></exclusion></exclusions></dependency>\n'
 )"
 copy_deps flink "$JARS/flink" "flink-sql-connector-kafka-${FLINK_KAFKA_CONNECTOR_VERSION}" "$flink_deps"
+
+# The job's own JVM helpers, compiled against the jars above.
+"$ROOT/infra/build-jvm.sh"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from pipelines.stream_config import REGISTRY_URL
 from pipelines.usage import UsageError
 
 
@@ -20,6 +21,14 @@ def add_kafka_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="a Kafka client setting, passed through (repeatable), e.g. security.protocol=SASL_SSL",
+    )
+
+
+def add_registry_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--registry-url",
+        default=REGISTRY_URL,
+        help="Confluent-compatible schema registry of the topics' Avro schemas",
     )
 
 

@@ -19,6 +19,9 @@ from pyflink.datastream import KeyedProcessFunction
 from pyflink.datastream.functions import BroadcastProcessFunction
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
+from pipelines.stream_functions import jvm_string
+from pipelines.wire import WireFormat
+from state.schemas import CHANNEL_ATP_CHANGE
 from transforms.channels import (
     EMPTY_POLICY,
     ChannelPolicy,
@@ -59,7 +62,6 @@ CHANNEL_UPDATE = Types.ROW_NAMED(
         Types.LONG(),
     ],
 )
-CHANNEL_CHANGE = Types.ROW_NAMED(["key", "change"], [Types.STRING(), Types.STRING()])
 
 
 class FanOutToChannels(BroadcastProcessFunction):  # type: ignore[misc]
@@ -83,7 +85,7 @@ class FanOutToChannels(BroadcastProcessFunction):  # type: ignore[misc]
 
     def process_element(self, row: Row, ctx: Any) -> Iterator[Row]:
         document = ctx.get_broadcast_state(POLICY_STATE).get(_CURRENT) or self.initial_policy
-        item, location, available, as_of = row[0], row[1], row[5], row[6]
+        item, location, available, as_of = row[2], row[3], row[6], row[7]
         for channel in self._policy(document).channels_for(location):
             share = channel.share
             yield Row(
@@ -112,7 +114,12 @@ class FanOutToChannels(BroadcastProcessFunction):  # type: ignore[misc]
 class ChannelAvailability(KeyedProcessFunction):  # type: ignore[misc]
     """Per (channel, item): available by location, and the last number emitted."""
 
+    def __init__(self, topic: str, registry_url: str) -> None:
+        self.topic = topic
+        self.registry_url = registry_url
+
     def open(self, runtime_context: Any) -> None:
+        self.wire = WireFormat(self.registry_url)
         self.by_location = runtime_context.get_map_state(
             MapStateDescriptor("available-by-location", Types.STRING(), Types.LONG())
         )
@@ -144,4 +151,4 @@ class ChannelAvailability(KeyedProcessFunction):  # type: ignore[misc]
             "as_of": row[5] or None,
             "cause_location_id": row[3],
         }
-        yield Row(row[0], orjson.dumps(change).decode())
+        yield Row(row[0], jvm_string(self.wire.encode(CHANNEL_ATP_CHANGE, self.topic, change)))

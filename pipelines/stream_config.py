@@ -9,6 +9,9 @@ from typing import Final
 ROOT: Final = Path(__file__).resolve().parent.parent
 JARS: Final = ROOT / ".cache" / "jars"
 CONNECTOR_JAR: Final = JARS / "flink" / "flink-sql-connector-kafka-5.0.0-2.2.jar"
+# The job's own JVM classes (pipelines/jvm), built by infra/build-jvm.sh.
+JVM_JAR: Final = JARS / "flink" / "atp-jvm.jar"
+REGISTRY_URL: Final = "http://127.0.0.1:8085/apis/ccompat/v7"
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class JobConfig:
     bootstrap_servers: str = "127.0.0.1:9092"
     group_id: str = "atp-stream"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    registry_url: str = REGISTRY_URL
     topics: Topics = field(default_factory=Topics)
     parallelism: int = 1
     checkpoint_interval_ms: int = 5_000

@@ -2,7 +2,9 @@
 
 Records between operators are explicitly typed Flink rows of strings and longs (never
 pickles); an event travels as the JSON array of its fields, state as the versioned
-Avro encoding of ``state/codec.py``.
+Avro encoding of ``state/codec.py``. Records for the topics leave Python already
+encoded (Confluent-framed Avro) with their key, for ``KeyedRecordSerializer``
+(pipelines/jvm) to write.
 """
 
 from __future__ import annotations
@@ -18,12 +20,17 @@ from pyflink.common.typeinfo import Types
 from pyflink.datastream import KeyedProcessFunction, MapFunction, OutputTag, ProcessFunction
 from pyflink.datastream.state import ValueStateDescriptor
 
-from pipelines.dead_letters import DeadLetter, decode_json_event, event_id_of
+from pipelines.dead_letters import DeadLetter
+from pipelines.event_codec import EventCodec
+from pipelines.stream_config import Topics
+from pipelines.wire import WireFormat, dead_letter_record, exception_record
 from state.codec import decode_state, encode_state
 from state.model import KeyState
+from state.schemas import ATP_CHANGE, ATP_EXCEPTION, DEAD_LETTER
 from state.serving import SnapshotStore
 from transforms import exceptions as exc_kinds
 from transforms.events import Event, locations_touched
+from transforms.exceptions import ExceptionRecord
 from transforms.fold import (
     DEFAULT_GRACE_MS,
     apply,
@@ -40,31 +47,49 @@ HEARTBEAT_PREFIX: Final = b'{"heartbeat"'
 
 # (key, event as a JSON array): one row per key an event touches.
 KEYED_EVENT = Types.ROW_NAMED(["key", "event"], [Types.STRING(), Types.STRING()])
-# (item_id, location_id, revision, snapshot JSON, change JSON, available, as_of millis or
-# 0): the two longs spare the channel stage from parsing the snapshot again.
+# A record for a topic: (Kafka key, encoded value as one char per byte; see jvm_string).
+KEYED_RECORD = Types.ROW_NAMED(["key", "value"], [Types.STRING(), Types.STRING()])
+# (key, encoded ATP change, item_id, location_id, revision, snapshot JSON, available,
+# as_of millis or 0): the first two go to the change topic as they are; the two longs
+# spare the channel stage from parsing the snapshot again.
 SNAPSHOT_CHANGE = Types.ROW_NAMED(
-    ["item_id", "location_id", "revision", "snapshot", "change", "available", "as_of"],
+    ["key", "change", "item_id", "location_id", "revision", "snapshot", "available", "as_of"],
     [
         Types.STRING(),
         Types.STRING(),
-        Types.LONG(),
         Types.STRING(),
+        Types.STRING(),
+        Types.LONG(),
         Types.STRING(),
         Types.LONG(),
         Types.LONG(),
     ],
 )
-DEAD_LETTERS = OutputTag("dead-letters", Types.STRING())
-EXCEPTIONS = OutputTag("exceptions", Types.STRING())
+DEAD_LETTERS = OutputTag("dead-letters", KEYED_RECORD)
+EXCEPTIONS = OutputTag("exceptions", KEYED_RECORD)
+
+
+def jvm_string(data: bytes) -> str:
+    """Encoded bytes as a string of one char per byte, the cheapest way into the JVM in
+    thread mode; ``KeyedRecordSerializer`` turns it back into the same bytes."""
+    return data.decode("latin-1")
+
+
+def record_key(item_id: str, location_id: str) -> str:
+    """The Kafka key of a key's records, as ``atp produce`` keys events."""
+    return f"{item_id}|{location_id}"
 
 
 class DecodeEvents(ProcessFunction):  # type: ignore[misc]
     """Decode and validate raw values; fan transfers out to both keys; dead-letter the rest."""
 
-    def __init__(self, topic: str) -> None:
-        self.topic = topic
+    def __init__(self, topics: Topics, registry_url: str) -> None:
+        self.topics = topics
+        self.registry_url = registry_url
 
     def open(self, runtime_context: Any) -> None:
+        self.wire = WireFormat(self.registry_url)
+        self.codec = EventCodec(self.wire, self.topics.events)
         metrics = runtime_context.get_metrics_group()
         self.dead_letters = metrics.counter("deadLetters")
         self.decoded = metrics.counter("eventsDecoded")
@@ -76,11 +101,14 @@ class DecodeEvents(ProcessFunction):  # type: ignore[misc]
             # Only its record timestamp matters: it moves the partition's watermark.
             self.heartbeats.inc()
             return
-        decoded = decode_json_event(raw)
+        decoded, event_id = self.codec.decode(raw)
         if not isinstance(decoded, Event):  # a tuple of violations (Event is a tuple too)
             self.dead_letters.inc()
-            letter = DeadLetter(decoded, raw, event_id_of(raw), {"source_topic": self.topic})
-            yield DEAD_LETTERS, orjson.dumps(letter.to_json()).decode()
+            letter = DeadLetter(decoded, raw, event_id, {"source_topic": self.topics.events})
+            value = self.wire.encode(
+                DEAD_LETTER, self.topics.dead_letters, dead_letter_record(letter)
+            )
+            yield DEAD_LETTERS, Row(event_id, jvm_string(value))
             return
         self.decoded.inc()
         payload = orjson.dumps(tuple(decoded)).decode()
@@ -91,10 +119,13 @@ class DecodeEvents(ProcessFunction):  # type: ignore[misc]
 class FoldByKey(KeyedProcessFunction):  # type: ignore[misc]
     """The keyed fold; state in typed Flink state, expiry and overdue on event-time timers."""
 
-    def __init__(self, grace_ms: int = DEFAULT_GRACE_MS) -> None:
+    def __init__(self, topics: Topics, registry_url: str, grace_ms: int = DEFAULT_GRACE_MS) -> None:
+        self.topics = topics
+        self.registry_url = registry_url
         self.grace_ms = grace_ms
 
     def open(self, runtime_context: Any) -> None:
+        self.wire = WireFormat(self.registry_url)
         # A STRING holding base64 of the versioned Avro encoding: PyFlink's thread mode
         # converts byte arrays element by element (and fails on a missing value), while
         # strings cross the JVM boundary as they are.
@@ -114,9 +145,11 @@ class FoldByKey(KeyedProcessFunction):  # type: ignore[misc]
             lambda: int(time.time() * 1000) - self.last_event_time if self.last_event_time else 0,
         )
 
-    def _count(self, kind: str) -> None:
+    def _exception(self, record: ExceptionRecord) -> tuple[OutputTag, Row]:
         self.exceptions.inc()
-        self.exceptions_by_kind[kind].inc()
+        self.exceptions_by_kind[record.kind].inc()
+        value = self.wire.encode(ATP_EXCEPTION, self.topics.exceptions, exception_record(record))
+        return EXCEPTIONS, Row(record_key(record.item_id, record.location_id), jvm_string(value))
 
     def _load(self) -> KeyState:
         raw = self.state.value()
@@ -144,11 +177,12 @@ class FoldByKey(KeyedProcessFunction):  # type: ignore[misc]
             **{k: record[k] for k in QUANTITY_FIELDS},
         }
         return Row(
+            record_key(item, location),
+            jvm_string(self.wire.encode(ATP_CHANGE, self.topics.atp_changes, change)),
             item,
             location,
             snapshot.revision,
             orjson.dumps(record).decode(),
-            orjson.dumps(change).decode(),
             snapshot.available,
             clock or 0,
         )
@@ -172,8 +206,7 @@ class FoldByKey(KeyedProcessFunction):  # type: ignore[misc]
         self.applied.inc()
         self.last_event_time = event.occurred_at
         for record in outcome.exceptions:
-            self._count(record.kind)
-            yield EXCEPTIONS, orjson.dumps(record.to_json()).decode()
+            yield self._exception(record)
         yield self._change(
             state,
             item,
@@ -195,8 +228,7 @@ class FoldByKey(KeyedProcessFunction):  # type: ignore[misc]
         _, expired = expire(state, clock)
         _, overdue = overdue_supply(state, item, location, clock, self.grace_ms)
         for record in overdue:
-            self._count(record.kind)
-            yield EXCEPTIONS, orjson.dumps(record.to_json()).decode()
+            yield self._exception(record)
         if expired:
             self.expired.inc(len(expired))
             yield self._change(
@@ -236,7 +268,7 @@ class WriteSnapshots(MapFunction):  # type: ignore[misc]
         self.store = SnapshotStore.from_url(self.redis_url)
 
     def map(self, row: Row) -> int:
-        return self.store.write_encoded([(row[0], row[1], row[2], row[3])])
+        return self.store.write_encoded([(row[2], row[3], row[4], row[5])])
 
     def close(self) -> None:
         self.store.client.close()

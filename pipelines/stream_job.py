@@ -17,23 +17,23 @@ from pyflink.datastream.connectors.base import DeliveryGuarantee
 from pyflink.datastream.connectors.kafka import (
     KafkaOffsetResetStrategy,
     KafkaOffsetsInitializer,
-    KafkaRecordSerializationSchema,
     KafkaSink,
     KafkaSource,
 )
+from pyflink.java_gateway import get_gateway
 
 from pipelines.stream_channels import (
-    CHANNEL_CHANGE,
     CHANNEL_UPDATE,
     POLICY_STATE,
     ChannelAvailability,
     FanOutToChannels,
 )
-from pipelines.stream_config import CONNECTOR_JAR, ROOT, JobConfig
+from pipelines.stream_config import CONNECTOR_JAR, JVM_JAR, ROOT, JobConfig
 from pipelines.stream_functions import (
     DEAD_LETTERS,
     EXCEPTIONS,
     KEYED_EVENT,
+    KEYED_RECORD,
     SNAPSHOT_CHANGE,
     DecodeEvents,
     FoldByKey,
@@ -68,7 +68,7 @@ def flink_configuration(config: JobConfig, local: bool = False) -> Configuration
         "state.backend.type": config.state_backend,
         "restart-strategy.type": "exponential-delay",
         "parallelism.default": str(config.parallelism),
-        "pipeline.jars": CONNECTOR_JAR.as_uri(),
+        "pipeline.jars": f"{CONNECTOR_JAR.as_uri()};{JVM_JAR.as_uri()}",
     }
     if local:
         settings.update(_LOCAL_ONLY)
@@ -80,21 +80,20 @@ def flink_configuration(config: JobConfig, local: bool = False) -> Configuration
 
 
 def _sink(config: JobConfig, topic: str, name: str) -> KafkaSink:
+    """An exactly-once sink of rows whose first two fields are the Kafka key and value."""
     builder = (
         KafkaSink.builder()
         .set_bootstrap_servers(config.bootstrap_servers)
-        .set_record_serializer(
-            KafkaRecordSerializationSchema.builder()
-            .set_topic(topic)
-            .set_value_serialization_schema(SimpleStringSchema())
-            .build()
-        )
         .set_delivery_guarantee(DeliveryGuarantee.EXACTLY_ONCE)
         .set_transactional_id_prefix(f"{config.transactional_id_prefix}-{name}")
         .set_property("transaction.timeout.ms", str(config.transaction_timeout_ms))
     )
     for key, value in config.kafka_properties.items():
         builder.set_property(key, value)
+    # A Java serializer (pipelines/jvm): PyFlink's builder gives key and value schemas
+    # the same element, so it cannot key records by a field.
+    serializer = get_gateway().jvm.org.atpstream.flink.KeyedRecordSerializer(topic, 0, 1)
+    builder._j_builder.setRecordSerializer(serializer)
     return builder.build()
 
 
@@ -122,16 +121,16 @@ def build(env: StreamExecutionEnvironment, config: JobConfig) -> None:
     ).with_idleness(Duration.of_millis(config.idleness_ms))
     raw = env.from_source(source_builder.build(), watermarks, "events")
 
-    decoded = raw.process(DecodeEvents(config.topics.events), output_type=KEYED_EVENT).name(
-        "decode"
-    )
+    decoded = raw.process(
+        DecodeEvents(config.topics, config.registry_url), output_type=KEYED_EVENT
+    ).name("decode")
     decoded.get_side_output(DEAD_LETTERS).sink_to(
         _sink(config, config.topics.dead_letters, "dlq")
     ).name("dead letters")
 
     changes = (
         decoded.key_by(lambda row: row[0], key_type=Types.STRING())
-        .process(FoldByKey(), output_type=SNAPSHOT_CHANGE)
+        .process(FoldByKey(config.topics, config.registry_url), output_type=SNAPSHOT_CHANGE)
         .name("fold")
     )
     changes.get_side_output(EXCEPTIONS).sink_to(
@@ -139,9 +138,7 @@ def build(env: StreamExecutionEnvironment, config: JobConfig) -> None:
     ).name("exceptions")
     changes.map(WriteSnapshots(config.redis_url), output_type=Types.INT()).name("redis")
     _channel_stage(env, config, changes)
-    changes.map(lambda row: row[4], output_type=Types.STRING()).sink_to(
-        _sink(config, config.topics.atp_changes, "changes")
-    ).name("atp changes")
+    changes.sink_to(_sink(config, config.topics.atp_changes, "changes")).name("atp changes")
 
 
 def _channel_stage(env: StreamExecutionEnvironment, config: JobConfig, changes: Any) -> None:
@@ -162,9 +159,11 @@ def _channel_stage(env: StreamExecutionEnvironment, config: JobConfig, changes: 
         .process(FanOutToChannels(config.policy), output_type=CHANNEL_UPDATE)
         .name("channel fan-out")
         .key_by(lambda row: row[0], key_type=Types.STRING())
-        .process(ChannelAvailability(), output_type=CHANNEL_CHANGE)
+        .process(
+            ChannelAvailability(config.topics.channel_atp, config.registry_url),
+            output_type=KEYED_RECORD,
+        )
         .name("channel ATP")
-        .map(lambda row: row[1], output_type=Types.STRING())
         .sink_to(_sink(config, config.topics.channel_atp, "channels"))
         .name("channel changes")
     )
@@ -177,4 +176,17 @@ def run(config: JobConfig, local: bool = False) -> None:
 
 
 if __name__ == "__main__":
-    run(JobConfig())
+    # On a cluster: `flink run [-d] -py pipelines/stream_job.py [the flags of atp job]`.
+    import argparse
+
+    from pipelines.commands import job as job_command
+    from pipelines.usage import UsageError
+
+    parser = argparse.ArgumentParser(prog="stream_job.py")
+    job_command.register(parser.add_subparsers(dest="command", required=True))
+    try:
+        job_config = job_command.config_from(parser.parse_args(["job", *sys.argv[1:]]))
+    except UsageError as err:
+        print(f"stream_job.py: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    run(job_config)

@@ -17,6 +17,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 from pipelines.dead_letters import DeadLetter
 from state.schemas import WIRE_SCHEMAS, schema_text
+from transforms.exceptions import ExceptionRecord
 from transforms.snapshot import Snapshot
 from transforms.timeutil import datetime_to_millis
 
@@ -98,3 +99,8 @@ def dead_letter_record(letter: DeadLetter) -> dict[str, Any]:
         "source_file": source.get("source_file"),
         "source_line": source.get("line"),
     }
+
+
+def exception_record(record: ExceptionRecord) -> dict[str, Any]:
+    """An ``AtpException`` record (times as epoch millis)."""
+    return {**record.to_json(), "at": record.at}

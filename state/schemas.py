@@ -16,9 +16,17 @@ ATP_SNAPSHOT: Final = "atp_snapshot"
 ATP_CHANGE: Final = "atp_change"
 CHANNEL_ATP_CHANGE: Final = "channel_atp_change"
 DEAD_LETTER: Final = "dead_letter"
+ATP_EXCEPTION: Final = "atp_exception"
 KEY_STATE: Final = "atp_key_state"
 
-WIRE_SCHEMAS: Final = (INVENTORY_EVENT, ATP_SNAPSHOT, ATP_CHANGE, CHANNEL_ATP_CHANGE, DEAD_LETTER)
+WIRE_SCHEMAS: Final = (
+    INVENTORY_EVENT,
+    ATP_SNAPSHOT,
+    ATP_CHANGE,
+    CHANNEL_ATP_CHANGE,
+    DEAD_LETTER,
+    ATP_EXCEPTION,
+)
 
 
 def schema_path(name: str) -> Path:

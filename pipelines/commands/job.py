@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from pipelines.kafka_options import add_kafka_arguments, kafka_settings
+from pipelines.kafka_options import add_kafka_arguments, add_registry_argument, kafka_settings
 from pipelines.stream_config import JobConfig, Topics
 from pipelines.usage import policy_file
 
@@ -24,6 +24,7 @@ def register(subparsers: Any) -> None:
         "ATP change, exception and dead-letter topics, with exactly-once checkpoints.",
     )
     add_kafka_arguments(parser)
+    add_registry_argument(parser)
     parser.add_argument("--group-id", default=_DEFAULTS.group_id, help="consumer group")
     parser.add_argument("--redis-url", default=_DEFAULTS.redis_url, help="serving store")
     parser.add_argument("--topic-prefix", default="atp.", help="prefix of the job's topics")
@@ -57,6 +58,7 @@ def config_from(args: argparse.Namespace) -> JobConfig:
         bootstrap_servers=args.bootstrap_servers,
         group_id=args.group_id,
         redis_url=args.redis_url,
+        registry_url=args.registry_url,
         topics=Topics.with_prefix(args.topic_prefix),
         parallelism=args.parallelism,
         checkpoint_interval_ms=args.checkpoint_interval_ms,

@@ -9,9 +9,12 @@ from typing import Any
 import orjson
 from confluent_kafka import Producer
 
+from pipelines.event_codec import EventCodec
 from pipelines.jsonl import open_input
-from pipelines.kafka_options import add_kafka_arguments, client_config
+from pipelines.kafka_options import add_kafka_arguments, add_registry_argument, client_config
 from pipelines.usage import existing_file, time_flag
+from pipelines.wire import WireFormat
+from transforms.events import Event
 from transforms.timeutil import parse_iso
 
 
@@ -20,10 +23,12 @@ def register(subparsers: Any) -> None:
         "produce",
         help="publish canonical JSON-lines events to Kafka",
         description=(
-            "Publish events in file order, keyed by item and location, with the record "
-            "timestamp set to occurred_at (the job's watermarks come from it). Records that "
-            "cannot be read are published as they are, so the job dead-letters them. The "
-            "producer is idempotent, so retries never reorder a key's events."
+            "Publish events in file order as Confluent-framed Avro (schemas registered with "
+            "the schema registry), keyed by item and location, with the record timestamp set "
+            "to occurred_at (the job's watermarks come from it). Records that are not valid "
+            "events are published as they are, so the job dead-letters them with the reasons "
+            "atp replay gives. The producer is idempotent, so retries never reorder a key's "
+            "events."
         ),
     )
     parser.add_argument("--input", required=True, help="events as JSON lines ('-' for stdin)")
@@ -34,6 +39,7 @@ def register(subparsers: Any) -> None:
         "time (ISO-8601), so the job's clock reaches it without further events",
     )
     add_kafka_arguments(parser)
+    add_registry_argument(parser)
     parser.set_defaults(run=run)
 
 
@@ -49,9 +55,16 @@ def record_key_and_time(line: bytes, last_time: int) -> tuple[bytes | None, int]
     return f"{item}|{location}".encode(), at
 
 
+def encoded_value(line: bytes, codec: EventCodec) -> bytes:
+    """The Avro record of a valid event; anything else as it is, for the job to dead-letter."""
+    decoded, _ = codec.decode(line)
+    return codec.encode(decoded) if isinstance(decoded, Event) else line
+
+
 def run(args: argparse.Namespace) -> int:
     existing_file(args.input)
     heartbeat_at = time_flag("--heartbeat-at", args.heartbeat_at)
+    codec = EventCodec(WireFormat(args.registry_url), args.topic)
     producer = Producer(client_config(args, **{"enable.idempotence": True, "linger.ms": 20}))
     failures: list[str] = []
 
@@ -81,10 +94,10 @@ def run(args: argparse.Namespace) -> int:
                 waiting.append(line)
                 continue
             for early in waiting:
-                send(early, None, last_time)
+                send(encoded_value(early, codec), None, last_time)
             sent += len(waiting)
             waiting.clear()
-            send(line, key, last_time)
+            send(encoded_value(line, codec), key, last_time)
             producer.poll(0)
             sent += 1
     for early in waiting:  # nothing readable at all: the broker's time it is

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from pipelines.stream_config import REGISTRY_URL
+
 ROOT = Path(__file__).resolve().parents[2]
 TEST_DB = 15  # a database of its own, so a developer's local job on db 0 is untouched
 
@@ -56,3 +58,10 @@ def kafka_server() -> Iterator[str]:
     _infra("fetch-jars.sh")
     for _ in _service("kafka.sh"):
         yield "127.0.0.1:9092"
+
+
+@pytest.fixture(scope="session")
+def registry_server() -> Iterator[str]:
+    """URL of a real Confluent-compatible schema registry on loopback."""
+    for _ in _service("registry.sh"):
+        yield REGISTRY_URL

@@ -13,12 +13,17 @@ import pytest
 from confluent_kafka import Consumer, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from pipelines.wire import WireFormat
+from state.schemas import INVENTORY_EVENT
 from transforms.timeutil import parse_iso
+from transforms.validation import parse_event
 
 pytestmark = pytest.mark.integration
 
 
-def test_produce_keys_orders_and_stamps_records(kafka_server: str, tmp_path: Path) -> None:
+def test_produce_keys_orders_and_stamps_records(
+    kafka_server: str, registry_server: str, tmp_path: Path
+) -> None:
     topic = f"produce-{uuid.uuid4().hex[:8]}"
     admin = AdminClient({"bootstrap.servers": kafka_server})
     admin.create_topics([NewTopic(topic, 1, 1, config={"retention.ms": "-1"})])[topic].result(30)
@@ -49,6 +54,8 @@ def test_produce_keys_orders_and_stamps_records(kafka_server: str, tmp_path: Pat
             kafka_server,
             "--heartbeat-at",
             "2026-05-11T09:00:00Z",
+            "--registry-url",
+            registry_server,
         ],
         capture_output=True,
         check=False,
@@ -73,7 +80,11 @@ def test_produce_keys_orders_and_stamps_records(kafka_server: str, tmp_path: Pat
     # which the client would replace with the wall clock.
     assert messages[0].value() == b"{broken"
     assert messages[0].timestamp()[1] == parse_iso("2026-05-11T08:00:01Z")
-    assert [orjson.loads(m.value() or b"")["event_id"] for m in messages[1:6]] == [
+    # Valid events travel as Confluent-framed Avro, registered under the topic's subject.
+    wire = WireFormat(registry_server)
+    decoded = [wire.decode(INVENTORY_EVENT, topic, m.value() or b"") for m in messages[1:6]]
+    assert [parse_event(d) for d in decoded] == [parse_event(e) for e in events]
+    assert [d["event_id"] for d in decoded] == [
         "e1",
         "e2",
         "e3",

@@ -24,7 +24,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from pipelines.stream_config import Topics
 from state.serving import SnapshotStore
-from tests.integration.topics import decode, read_committed
+from tests.integration.topics import decode, message_key, read_committed
 from transforms.snapshot import QUANTITY_FIELDS
 from transforms.timeutil import format_iso, parse_iso
 
@@ -36,7 +36,7 @@ CONTRACT_FIELDS = (*QUANTITY_FIELDS, "version")
 
 
 @pytest.fixture
-def topic_prefix(kafka_server: str) -> str:
+def topic_prefix(kafka_server: str, registry_server: str) -> str:
     prefix = f"e2e-{uuid.uuid4().hex[:8]}."
     admin = AdminClient({"bootstrap.servers": kafka_server})
     # Records are stamped with event time, months in the past: no time-based retention.
@@ -189,7 +189,7 @@ def test_stream_job_equals_replay(
     # Dead letters: exactly the malformed records, each once.
     expected_dead = sorted(orjson.loads(line)["raw"] for line in dead.open("rb"))
     letters = read_committed(kafka_server, topic_prefix + "dead-letters", len(expected_dead), 60)
-    assert sorted(decode(m)["raw"] for m in letters) == expected_dead
+    assert sorted(decode(m)["raw"].decode("utf-8", "replace") for m in letters) == expected_dead
 
     # ATP changes, read committed: one record per revision per key, the last equals the snapshot.
     total_revisions = sum(s["revision"] for s in actual.values())
@@ -197,6 +197,7 @@ def test_stream_job_equals_replay(
     by_key: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for message in changes:
         change = decode(message)
+        assert message_key(message) == f"{change['item_id']}|{change['location_id']}"
         by_key.setdefault((change["item_id"], change["location_id"]), []).append(change)
     for key, records in by_key.items():
         revisions = [r["revision"] for r in records]
@@ -217,6 +218,7 @@ def test_stream_job_equals_replay(
         emitted = {}
         for record in channel_messages:
             change = decode(record)
+            assert message_key(record) == f"{change['channel']}|{change['item_id']}"
             emitted.setdefault((change["channel"], change["item_id"]), []).append(change)
         latest = {k: max(v, key=lambda c: c["version"])["available"] for k, v in emitted.items()}
         if latest == wanted:

@@ -1,4 +1,4 @@
-"""Reading the job's output topics in tests: committed records only, decoded to dicts.
+"""Reading the job's topics in tests: committed records only, decoded to dicts.
 
 Every test that checks a topic goes through ``read_committed`` and ``decode``, so the
 wire format of the topics is known in one place.
@@ -8,10 +8,20 @@ from __future__ import annotations
 
 import time
 import uuid
+from functools import cache
 from typing import Any
 
-import orjson
 from confluent_kafka import Consumer, Message, TopicPartition
+
+from pipelines.stream_config import REGISTRY_URL
+from pipelines.wire import WireFormat
+from state.schemas import (
+    ATP_CHANGE,
+    ATP_EXCEPTION,
+    CHANNEL_ATP_CHANGE,
+    DEAD_LETTER,
+    INVENTORY_EVENT,
+)
 
 
 def read_committed(
@@ -44,9 +54,30 @@ def read_committed(
     return messages
 
 
-def decode(message: Message) -> dict[str, Any]:
-    """The record a message holds, as a dict."""
-    value = message.value()
-    assert value is not None, f"{message.topic()}: a record without a value"
-    record: dict[str, Any] = orjson.loads(value)
-    return record
+# The Avro schema of each of the job's topics, by the topic's name after its prefix.
+SCHEMAS = {
+    "events": INVENTORY_EVENT,
+    "dead-letters": DEAD_LETTER,
+    "exceptions": ATP_EXCEPTION,
+    "atp-changes": ATP_CHANGE,
+    "channel-atp": CHANNEL_ATP_CHANGE,
+}
+
+
+@cache
+def _wire(registry_url: str) -> WireFormat:
+    return WireFormat(registry_url)
+
+
+def decode(message: Message, registry_url: str = REGISTRY_URL) -> dict[str, Any]:
+    """The record a message holds (Confluent-framed Avro), as a dict with times in millis."""
+    value, topic = message.value(), message.topic()
+    assert value is not None and topic is not None, f"{topic}: a record without a value"
+    schema = next(name for suffix, name in SCHEMAS.items() if topic.endswith("." + suffix))
+    return _wire(registry_url).decode(schema, topic, value)
+
+
+def message_key(message: Message) -> str:
+    raw = message.key()
+    assert raw is not None, f"{message.topic()}: a record without a key"
+    return raw.decode()

@@ -13,9 +13,10 @@ import pytest
 from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
 
 from pipelines.dead_letters import DeadLetter
-from pipelines.wire import WireFormat, dead_letter_record, snapshot_record
+from pipelines.wire import WireFormat, dead_letter_record, exception_record, snapshot_record
 from state.schemas import (
     ATP_CHANGE,
+    ATP_EXCEPTION,
     ATP_SNAPSHOT,
     AVRO_DIR,
     CHANNEL_ATP_CHANGE,
@@ -27,6 +28,7 @@ from state.schemas import (
     schema_text,
 )
 from transforms.events import Event
+from transforms.exceptions import ExceptionRecord
 from transforms.snapshot import ASN, TRANSFER, Snapshot, SupplyEntry
 from transforms.timeutil import parse_iso
 from transforms.validation import Violation, event_to_record, parse_event
@@ -165,6 +167,29 @@ GOLDEN: dict[str, list[dict[str, Any]]] = {
                 reasons=(Violation("UNDECODABLE", "not valid JSON"),),
                 raw=b"\xff\x00garbage",
                 source={"source_file": "events.jsonl", "line": 3},
+            )
+        ),
+    ],
+    ATP_EXCEPTION: [
+        exception_record(
+            ExceptionRecord(
+                kind="SUPPLY_OVERDUE",
+                item_id="SKU-1",
+                location_id="DC1",
+                reason="ASN ASN-7 is 3 days past its expected date",
+                at=T0,
+                reference_id="ASN-7",
+                quantities={"on_hand": 12, "inbound": 40, "available": 12},
+            )
+        ),
+        exception_record(
+            ExceptionRecord(
+                kind="OVERSOLD",
+                item_id="SKU-1",
+                location_id="ST001",
+                reason="allocated exceeds on hand",
+                at=T0,
+                event_id="OMS-1",
             )
         ),
     ],
