@@ -38,7 +38,7 @@ clean:
 	rm -rf var .cache
 
 # Local services on 127.0.0.1 (Kafka :9092, Redis :6379, Flink REST :8081), state under var/.
-jars:
+jars: setup
 	@infra/fetch-jars.sh
 
 kafka-up: setup jars
