@@ -79,28 +79,43 @@ class Replayer:
 
     def feed(self, lines: Iterable[bytes], first_line: int = 1) -> None:
         """Fold raw JSON lines, numbered from ``first_line``, in order."""
-        stats = self.stats
         line_no = first_line - 1
         for line_no, raw in enumerate(lines, first_line):
-            decoded = decode_json_event(raw)
-            if isinstance(decoded, Event):
-                self.fold(decoded)
-            elif not raw.strip():  # a blank line is not a record
-                stats.blank_lines += 1
-            else:
-                self._dead_letter(decoded, raw, line_no)
-        stats.lines = max(stats.lines, line_no)
+            event = self.read(raw, line_no)
+            if event is not None:
+                self.fold(event)
+        self.stats.lines = max(self.stats.lines, line_no)
+
+    def read(self, raw: bytes, line_no: int) -> Event | None:
+        """Decode one line: its event, or None once it is counted as blank or dead-lettered."""
+        decoded = decode_json_event(raw)
+        if isinstance(decoded, Event):
+            return decoded
+        if not raw.strip():  # a blank line is not a record
+            self.stats.blank_lines += 1
+        else:
+            self._dead_letter(decoded, raw, line_no)
+        return None
 
     def fold(self, event: Event) -> None:
         """Fold one valid event into every key it touches, unless it lies after ``as_of``."""
-        stats, states = self.stats, self.states
-        stats.events += 1
+        if self.admit(event):
+            self.fold_admitted(event)
+
+    def admit(self, event: Event) -> bool:
+        """Count a valid event and advance the clock; False when it lies after ``as_of``."""
+        self.stats.events += 1
         occurred = event.occurred_at
         if self.as_of is not None and occurred > self.as_of:
-            stats.after_as_of += 1
-            return
+            self.stats.after_as_of += 1
+            return False
         if self.max_occurred_at is None or occurred > self.max_occurred_at:
             self.max_occurred_at = occurred
+        return True
+
+    def fold_admitted(self, event: Event) -> None:
+        """Fold an admitted event into every key it touches (a backfill's per-item entry)."""
+        stats, states = self.stats, self.states
         for location_id in locations_touched(event):
             key = (event.item_id, location_id)
             state = states.get(key)
@@ -133,9 +148,13 @@ class Replayer:
     def clock(self) -> int | None:
         return self.as_of if self.as_of is not None else self.max_occurred_at
 
-    def finish(self, policy: Policy | None = None) -> ReplayResult:
-        """Expire and check overdue supply at the replay clock, then snapshot every key."""
-        clock = self.clock
+    def finish(self, policy: Policy | None = None, clock: int | None = None) -> ReplayResult:
+        """Expire and check overdue supply at the replay clock, then snapshot every key.
+
+        ``clock`` overrides the replay clock: a backfill folds one item's share of the log
+        but expires it at the clock of the whole log.
+        """
+        clock = self.clock if clock is None else clock
         snapshots: list[Snapshot] = []
         for key in sorted(self.states):
             state = self.states[key]
