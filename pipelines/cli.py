@@ -7,10 +7,10 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from pipelines.commands import dump, explain, job, produce, replay, simulate, status
+from pipelines.commands import dump, explain, job, produce, replay, serve, simulate, status
 from pipelines.usage import UsageError
 
-COMMANDS = (replay, simulate, produce, job, dump, status, explain)
+COMMANDS = (replay, simulate, produce, job, dump, status, explain, serve)
 
 
 class _Parser(argparse.ArgumentParser):
