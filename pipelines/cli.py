@@ -7,10 +7,21 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from pipelines.commands import dump, explain, job, produce, replay, serve, simulate, status
+from pipelines.commands import (
+    backfill,
+    dump,
+    explain,
+    job,
+    produce,
+    reconcile,
+    replay,
+    serve,
+    simulate,
+    status,
+)
 from pipelines.usage import UsageError
 
-COMMANDS = (replay, simulate, produce, job, dump, status, explain, serve)
+COMMANDS = (replay, simulate, produce, job, dump, status, explain, serve, reconcile, backfill)
 
 
 class _Parser(argparse.ArgumentParser):
