@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from pipelines.commands import (
-    backfill,
     dump,
     explain,
     job,
@@ -21,7 +20,7 @@ from pipelines.commands import (
 )
 from pipelines.usage import UsageError
 
-COMMANDS = (replay, simulate, produce, job, dump, status, explain, serve, reconcile, backfill)
+COMMANDS = (replay, simulate, produce, job, dump, status, explain, serve, reconcile)
 
 
 class _Parser(argparse.ArgumentParser):
