@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from pipelines.commands import (
+    backfill,
     dump,
     explain,
     job,
@@ -20,7 +21,7 @@ from pipelines.commands import (
 )
 from pipelines.usage import UsageError
 
-COMMANDS = (replay, simulate, produce, job, dump, status, explain, serve, reconcile)
+COMMANDS = (replay, simulate, produce, job, dump, status, explain, serve, reconcile, backfill)
 
 
 class _Parser(argparse.ArgumentParser):
