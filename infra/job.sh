@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The stream job (`atp job`, an embedded Flink MiniCluster) as a background process.
 #
-#   infra/job.sh start    start; returns once the job has completed a checkpoint
+#   infra/job.sh start    start; returns once the job has completed a checkpoint, and
+#                         writes the job's Flink REST URL to var/job/rest-url (atp status)
 #   infra/job.sh stop     stop it (its last retained checkpoint stays in var/checkpoints)
 #   infra/job.sh status   exit 0 when running, 3 when stopped
 #
@@ -12,6 +13,7 @@ ROOT="$PWD"
 HOME_DIR="$ROOT/var/job"
 PIDFILE="$HOME_DIR/job.pid"
 LOG="$HOME_DIR/job.log"
+REST_URL_FILE="$HOME_DIR/rest-url"
 CHECKPOINTS="$ROOT/var/checkpoints"
 JOB_START_TIMEOUT="${JOB_START_TIMEOUT:-120}"
 
@@ -19,6 +21,21 @@ say() { echo "job: $*"; }
 die() { echo "job: $*" >&2; exit 1; }
 
 pid_alive() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
+
+# The embedded MiniCluster's REST API listens on a free port (fixed ports would collide
+# with other local jobs, e.g. the tests'): find the one among the JVM's listening ports.
+rest_url() {
+    local java port
+    for java in $(pgrep -P "$(cat "$PIDFILE")" java); do
+        for port in $(ss -Hltnp 2>/dev/null | awk -v p="pid=$java," 'index($0, p) {n = split($4, a, ":"); print a[n]}'); do
+            if curl -fsS -m 2 "http://127.0.0.1:$port/jobs/overview" >/dev/null 2>&1; then
+                echo "http://127.0.0.1:$port"
+                return 0
+            fi
+        done
+    done
+    return 1
+}
 
 checkpoint_count() { find "$CHECKPOINTS" -maxdepth 2 -name 'chk-*' -newer "$PIDFILE" 2>/dev/null | wc -l; }
 
@@ -38,6 +55,12 @@ start() {
         sleep 1
         waited=$((waited + 1))
     done
+    if rest_url >"$REST_URL_FILE"; then
+        say "REST API at $(cat "$REST_URL_FILE")"
+    else
+        rm -f "$REST_URL_FILE"
+        say "REST API not found (atp status falls back to the checkpoint directory)"
+    fi
     say "running (pid $(cat "$PIDFILE")), first checkpoint after ${waited}s; log in ${LOG#"$ROOT"/}"
 }
 
@@ -51,7 +74,7 @@ stop() {
         kill -9 "$pid" 2>/dev/null || true
         say "stopped"
     fi
-    rm -f "$PIDFILE"
+    rm -f "$PIDFILE" "$REST_URL_FILE"
 }
 
 case "${1:-}" in
