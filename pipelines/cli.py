@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from pipelines.commands import (
+    archive,
     backfill,
     dump,
     explain,
@@ -21,7 +22,19 @@ from pipelines.commands import (
 )
 from pipelines.usage import UsageError
 
-COMMANDS = (replay, simulate, produce, job, dump, status, explain, serve, reconcile, backfill)
+COMMANDS = (
+    replay,
+    simulate,
+    produce,
+    job,
+    dump,
+    status,
+    explain,
+    serve,
+    reconcile,
+    backfill,
+    archive,
+)
 
 
 class _Parser(argparse.ArgumentParser):
