@@ -2,6 +2,7 @@
 # Download the jars the local platform runs from Maven Central into .cache/jars:
 #   .cache/jars/kafka/  the Kafka broker (KRaft) with its runtime dependencies and a log4j2 binding
 #   .cache/jars/flink/  flink-sql-connector-kafka (the fat jar PyFlink jobs need)
+#   .cache/jars/redis/  Jedis and its dependencies, for the job's Redis snapshot sink
 # Idempotent: a stamp file per set records what it holds; a set whose stamp matches is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -76,6 +77,13 @@ flink_deps="$(
     printf '      <exclusions><exclusion><groupId>*</groupId><artifactId>*</artifactId></exclusion></exclusions></dependency>\n'
 )"
 copy_deps flink "$JARS/flink" "flink-sql-connector-kafka-${FLINK_KAFKA_CONNECTOR_VERSION}" "$flink_deps"
+
+# The Redis client of the job's snapshot sink; Flink brings its own slf4j.
+redis_deps="$(
+    printf '    <dependency><groupId>redis.clients</groupId><artifactId>jedis</artifactId><version>%s</version>\n' "$JEDIS_VERSION"
+    printf '      <exclusions><exclusion><groupId>org.slf4j</groupId><artifactId>*</artifactId></exclusion></exclusions></dependency>\n'
+)"
+copy_deps redis "$JARS/redis" "jedis-${JEDIS_VERSION}" "$redis_deps"
 
 # The job's own JVM helpers, compiled against the jars above.
 "$ROOT/infra/build-jvm.sh"

@@ -11,6 +11,8 @@ JARS: Final = ROOT / ".cache" / "jars"
 CONNECTOR_JAR: Final = JARS / "flink" / "flink-sql-connector-kafka-5.0.0-2.2.jar"
 # The job's own JVM classes (pipelines/jvm), built by infra/build-jvm.sh.
 JVM_JAR: Final = JARS / "flink" / "atp-jvm.jar"
+# Jedis and its dependencies, for the job's Redis snapshot sink.
+REDIS_JARS: Final = JARS / "redis"
 REGISTRY_URL: Final = "http://127.0.0.1:8085/apis/ccompat/v7"
 
 
@@ -48,6 +50,10 @@ class JobConfig:
     # Below the broker's transaction.max.timeout.ms (15 min), far above a checkpoint
     # interval plus a restart.
     transaction_timeout_ms: int = 600_000
+    # Redis writes go in pipelined batches of up to this many snapshots, sent after at
+    # most redis_max_delay_ms and always before a checkpoint barrier.
+    redis_batch: int = 500
+    redis_max_delay_ms: int = 20
     restore_from: str | None = None
     policy: str | None = None  # the channel policy document (JSON) to start with
     kafka_properties: dict[str, str] = field(default_factory=dict)

@@ -17,7 +17,7 @@ from typing import Any, Final
 import orjson
 from pyflink.common import Row
 from pyflink.common.typeinfo import Types
-from pyflink.datastream import KeyedProcessFunction, MapFunction, OutputTag, ProcessFunction
+from pyflink.datastream import KeyedProcessFunction, OutputTag, ProcessFunction
 from pyflink.datastream.state import ValueStateDescriptor
 
 from pipelines.dead_letters import DeadLetter
@@ -27,7 +27,6 @@ from pipelines.wire import WireFormat, dead_letter_record, exception_record
 from state.codec import decode_state, encode_state
 from state.model import KeyState
 from state.schemas import ATP_CHANGE, ATP_EXCEPTION, DEAD_LETTER
-from state.serving import SnapshotStore
 from transforms import exceptions as exc_kinds
 from transforms.events import Event, locations_touched
 from transforms.exceptions import ExceptionRecord
@@ -256,19 +255,3 @@ class FoldByKey(KeyedProcessFunction):  # type: ignore[misc]
         yield from self._expire(state, item, location, clock)
         self._save(state)
         self._arm_timers(state, ctx)
-
-
-class WriteSnapshots(MapFunction):  # type: ignore[misc]
-    """Write each snapshot to Redis with compare-and-set on revision (at-least-once, idempotent)."""
-
-    def __init__(self, redis_url: str) -> None:
-        self.redis_url = redis_url
-
-    def open(self, runtime_context: Any) -> None:
-        self.store = SnapshotStore.from_url(self.redis_url)
-
-    def map(self, row: Row) -> int:
-        return self.store.write_encoded([(row[2], row[3], row[4], row[5])])
-
-    def close(self) -> None:
-        self.store.client.close()

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import sys
 import sysconfig
+from pathlib import Path
 from typing import Any
 
 from pyflink.common import Configuration, Duration, WatermarkStrategy
 from pyflink.common.serialization import ByteArraySchema, SimpleStringSchema
 from pyflink.common.typeinfo import Types
 from pyflink.datastream import StreamExecutionEnvironment
-from pyflink.datastream.connectors.base import DeliveryGuarantee
+from pyflink.datastream.connectors.base import DeliveryGuarantee, Sink
 from pyflink.datastream.connectors.kafka import (
     KafkaOffsetResetStrategy,
     KafkaOffsetsInitializer,
@@ -28,7 +29,7 @@ from pipelines.stream_channels import (
     ChannelAvailability,
     FanOutToChannels,
 )
-from pipelines.stream_config import CONNECTOR_JAR, JVM_JAR, ROOT, JobConfig
+from pipelines.stream_config import CONNECTOR_JAR, JVM_JAR, REDIS_JARS, ROOT, JobConfig
 from pipelines.stream_functions import (
     DEAD_LETTERS,
     EXCEPTIONS,
@@ -37,8 +38,8 @@ from pipelines.stream_functions import (
     SNAPSHOT_CHANGE,
     DecodeEvents,
     FoldByKey,
-    WriteSnapshots,
 )
+from state.serving import CAS_SCRIPT, ITEMS_KEY, locations_key, snapshot_key
 
 # An embedded MiniCluster (``atp job``) listens on loopback only; on a cluster, the
 # cluster's own configuration decides.
@@ -49,6 +50,10 @@ _LOCAL_ONLY = {
     "taskmanager.bind-host": "127.0.0.1",
     "taskmanager.host": "127.0.0.1",
 }
+
+
+def _jars() -> list[Path]:
+    return [CONNECTOR_JAR, JVM_JAR, *sorted(REDIS_JARS.glob("*.jar"))]
 
 
 def flink_configuration(config: JobConfig, local: bool = False) -> Configuration:
@@ -68,7 +73,7 @@ def flink_configuration(config: JobConfig, local: bool = False) -> Configuration
         "state.backend.type": config.state_backend,
         "restart-strategy.type": "exponential-delay",
         "parallelism.default": str(config.parallelism),
-        "pipeline.jars": f"{CONNECTOR_JAR.as_uri()};{JVM_JAR.as_uri()}",
+        "pipeline.jars": ";".join(jar.as_uri() for jar in _jars()),
     }
     if local:
         settings.update(_LOCAL_ONLY)
@@ -95,6 +100,27 @@ def _sink(config: JobConfig, topic: str, name: str) -> KafkaSink:
     serializer = get_gateway().jvm.org.atpstream.flink.KeyedRecordSerializer(topic, 0, 1)
     builder._j_builder.setRecordSerializer(serializer)
     return builder.build()
+
+
+def _redis_sink(config: JobConfig) -> Sink:
+    """Snapshots to Redis in pipelined compare-and-set batches, flushed before every
+    checkpoint barrier (pipelines/jvm); the layout and script are the serving store's."""
+    fields = {name: SNAPSHOT_CHANGE.get_field_names().index(name) for name in _REDIS_FIELDS}
+    return Sink(
+        get_gateway().jvm.org.atpstream.flink.RedisSnapshotSink(
+            config.redis_url,
+            CAS_SCRIPT,
+            snapshot_key("%1$s", "%2$s"),
+            locations_key("%1$s"),
+            ITEMS_KEY,
+            *fields.values(),
+            config.redis_batch,
+            config.redis_max_delay_ms,
+        )
+    )
+
+
+_REDIS_FIELDS = ("item_id", "location_id", "revision", "snapshot")
 
 
 def build(env: StreamExecutionEnvironment, config: JobConfig) -> None:
@@ -136,7 +162,7 @@ def build(env: StreamExecutionEnvironment, config: JobConfig) -> None:
     changes.get_side_output(EXCEPTIONS).sink_to(
         _sink(config, config.topics.exceptions, "exceptions")
     ).name("exceptions")
-    changes.map(WriteSnapshots(config.redis_url), output_type=Types.INT()).name("redis")
+    changes.sink_to(_redis_sink(config)).name("redis")
     _channel_stage(env, config, changes)
     changes.sink_to(_sink(config, config.topics.atp_changes, "changes")).name("atp changes")
 

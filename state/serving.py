@@ -21,7 +21,8 @@ import redis
 ITEMS_KEY: Final = "atp:items"
 
 # KEYS: snapshot hash, the item's location set. ARGV: revision, snapshot JSON, location.
-_CAS_SCRIPT: Final = """
+# The stream job's JVM sink runs the same script (pipelines/jvm/.../RedisSnapshotSink.java).
+CAS_SCRIPT: Final = """
 local current = redis.call('HGET', KEYS[1], 'revision')
 if current and tonumber(current) >= tonumber(ARGV[1]) then
   return 0
@@ -69,7 +70,7 @@ class SnapshotStore:
 
     def _write(self, batch: list[tuple[str, str, int, str]]) -> int:
         if self._sha is None:
-            self._sha = cast(str, self.client.script_load(_CAS_SCRIPT))
+            self._sha = cast(str, self.client.script_load(CAS_SCRIPT))
         # EVALSHA in a plain pipeline: redis-py's Script objects would add a SCRIPT EXISTS
         # round trip to every pipeline.
         pipe = self.client.pipeline(transaction=False)

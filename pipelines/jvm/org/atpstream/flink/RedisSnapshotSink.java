@@ -1,0 +1,159 @@
+package org.atpstream.flink;
+
+import java.io.IOException;
+import java.net.URI;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+import org.apache.flink.api.common.operators.ProcessingTimeService;
+import org.apache.flink.api.connector.sink2.Sink;
+import org.apache.flink.api.connector.sink2.SinkWriter;
+import org.apache.flink.api.connector.sink2.WriterInitContext;
+import org.apache.flink.metrics.Counter;
+import org.apache.flink.types.Row;
+
+import redis.clients.jedis.Jedis;
+import redis.clients.jedis.Pipeline;
+import redis.clients.jedis.Response;
+import redis.clients.jedis.exceptions.JedisNoScriptException;
+
+/**
+ * Writes snapshots to the Redis serving store in pipelined batches, each with the store's
+ * compare-and-set script, so a write whose revision is not newer is ignored.
+ *
+ * <p>The store's layout and script come from Python (state/serving.py) as key formats and
+ * script text; this class only batches. A batch is sent when it is full, after at most
+ * {@code maxDelayMs}, and always in {@link SinkWriter#flush}, which Flink calls before a
+ * checkpoint barrier passes: every snapshot of a completed checkpoint is in Redis
+ * (at-least-once, made idempotent by the revision). Within a batch only the newest
+ * snapshot of a key is sent, since the older ones would be ignored anyway.
+ */
+public final class RedisSnapshotSink implements Sink<Row> {
+    private static final long serialVersionUID = 1L;
+
+    private final String url;
+    private final String script;
+    private final String snapshotKeyFormat;
+    private final String locationsKeyFormat;
+    private final String itemsKey;
+    private final int[] fields; // item, location, revision, snapshot JSON
+    private final int maxBatch;
+    private final long maxDelayMs;
+
+    public RedisSnapshotSink(
+            String url,
+            String script,
+            String snapshotKeyFormat,
+            String locationsKeyFormat,
+            String itemsKey,
+            int itemField,
+            int locationField,
+            int revisionField,
+            int documentField,
+            int maxBatch,
+            long maxDelayMs) {
+        this.url = url;
+        this.script = script;
+        this.snapshotKeyFormat = snapshotKeyFormat;
+        this.locationsKeyFormat = locationsKeyFormat;
+        this.itemsKey = itemsKey;
+        this.fields = new int[] {itemField, locationField, revisionField, documentField};
+        this.maxBatch = maxBatch;
+        this.maxDelayMs = maxDelayMs;
+    }
+
+    @Override
+    public SinkWriter<Row> createWriter(WriterInitContext context) throws IOException {
+        return new Writer(context);
+    }
+
+    private final class Writer implements SinkWriter<Row> {
+        private final Jedis jedis;
+        private final ProcessingTimeService time;
+        private final Counter written;
+        private final Counter stale;
+        private final Map<String, String[]> pending = new LinkedHashMap<>();
+        private String sha;
+        private boolean timerArmed;
+
+        Writer(WriterInitContext context) {
+            this.jedis = new Jedis(URI.create(url));
+            this.sha = jedis.scriptLoad(script);
+            this.time = context.getProcessingTimeService();
+            this.written = context.metricGroup().counter("snapshotsWritten");
+            this.stale = context.metricGroup().counter("snapshotsStale");
+        }
+
+        @Override
+        public void write(Row row, Context context) throws IOException {
+            String item = (String) row.getField(fields[0]);
+            String location = (String) row.getField(fields[1]);
+            String key = String.format(snapshotKeyFormat, item, location);
+            pending.put(
+                    key,
+                    new String[] {
+                        key,
+                        String.format(locationsKeyFormat, item, location),
+                        String.valueOf(row.getField(fields[2])),
+                        (String) row.getField(fields[3]),
+                        location,
+                        item
+                    });
+            if (pending.size() >= maxBatch) {
+                send();
+            } else if (!timerArmed) {
+                timerArmed = true;
+                time.registerTimer(
+                        time.getCurrentProcessingTime() + maxDelayMs,
+                        at -> {
+                            timerArmed = false;
+                            send();
+                        });
+            }
+        }
+
+        @Override
+        public void flush(boolean endOfInput) throws IOException {
+            send();
+        }
+
+        private void send() throws IOException {
+            if (pending.isEmpty()) {
+                return;
+            }
+            List<String[]> batch = new ArrayList<>(pending.values());
+            try {
+                sendOnce(batch);
+            } catch (JedisNoScriptException e) {
+                // The server restarted and lost its scripts; the batch is safe to resend.
+                sha = jedis.scriptLoad(script);
+                sendOnce(batch);
+            }
+            pending.clear();
+        }
+
+        private void sendOnce(List<String[]> batch) {
+            Pipeline pipe = jedis.pipelined();
+            List<Response<Object>> results = new ArrayList<>(batch.size());
+            for (String[] w : batch) {
+                results.add(pipe.evalsha(sha, List.of(w[0], w[1]), List.of(w[2], w[3], w[4])));
+                pipe.sadd(itemsKey, w[5]);
+            }
+            pipe.sync();
+            for (Response<Object> result : results) {
+                if (Long.valueOf(1L).equals(result.get())) {
+                    written.inc();
+                } else {
+                    stale.inc();
+                }
+            }
+        }
+
+        @Override
+        public void close() {
+            jedis.close();
+        }
+    }
+}
