@@ -42,7 +42,7 @@ from api.settings import Settings
 from api.store import Read, ReadStore
 from api.telemetry import Metrics, Telemetry, child_span, correlation_id, log, tracer_provider
 from state.snapshot_json import SnapshotFormatError, snapshot_from_json
-from transforms.timeutil import datetime_to_millis
+from transforms.timeutil import parse_iso
 
 _ItemPath = Annotated[Id, Path(description="item id")]
 _LocationPath = Annotated[Id, Path(description="location id")]
@@ -91,6 +91,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ValidationErrorAnswer, "description": "the request is not valid"},
     503: {"model": ErrorAnswer, "description": "the serving store is unavailable"},
 }
+_BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_ERRORS,
+    400: {"model": ErrorAnswer, "description": "the body cannot be read at all (not UTF-8)"},
+}
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -121,7 +125,14 @@ def create_app(settings: Settings) -> FastAPI:
         "store. Every answer carries the X-Correlation-ID header (the caller's, or a new one).",
         lifespan=lifespan,
     )
-    app.add_middleware(Telemetry, metrics=metrics, tracer=tracer, access_log=settings.access_log)
+    static = {app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url}
+    app.add_middleware(
+        Telemetry,
+        metrics=metrics,
+        tracer=tracer,
+        access_log=settings.access_log,
+        static_paths=frozenset(p for p in static if p),
+    )
     tokens = settings.tokens
 
     def scope(name: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
@@ -213,7 +224,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.post(
         "/v1/promise",
         response_model=PromiseAnswer,
-        responses=_ERRORS,
+        responses=_BODY_ERRORS,
         dependencies=[promiser],
         tags=["promise"],
         summary="Promise one line: class, date, location and the snapshots used",
@@ -228,13 +239,13 @@ def create_app(settings: Settings) -> FastAPI:
     @app.post(
         "/v1/promise:batch",
         response_model=PromiseBatchAnswer,
-        responses=_ERRORS,
+        responses=_BODY_ERRORS,
         dependencies=[promiser],
         tags=["promise"],
         summary="Promise the lines of a cart or an order, from one read of the store",
     )
     async def post_promise_batch(request: Request, body: PromiseBatchRequest) -> Response:
-        default_at = _now_ms() if body.at is None else datetime_to_millis(body.at)
+        default_at = _now_ms() if body.at is None else parse_iso(body.at)
         lines = [
             resolve(line, settings.policy, default_at, f"body.lines[{i}]")
             for i, line in enumerate(body.lines)
@@ -274,4 +285,23 @@ def create_app(settings: Settings) -> FastAPI:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.state.metrics = metrics
+    _list_channels_in_spec(app, [c.channel for c in settings.policy.channels])
     return app
+
+
+def _list_channels_in_spec(app: FastAPI, channels: list[str]) -> None:
+    """The spec names the channels of the policy loaded at start, as an enum."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = generate()
+            field = spec["components"]["schemas"]["PromiseRequest"]["properties"]["channel"]
+            branches = [b for b in field["anyOf"] if b.get("type") != "string" or channels]
+            for branch in branches:
+                if branch.get("type") == "string":
+                    branch["enum"] = channels
+            field["anyOf"] = branches
+        return app.openapi_schema or generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]

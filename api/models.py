@@ -6,12 +6,12 @@ models through the OpenAPI spec), which keeps pydantic off the answer path.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict
 
 from transforms.promise import DEFAULT_CONFIDENCE
+from transforms.timeutil import parse_iso
 
 MAX_LOCATIONS = 100
 MAX_LINES = 500
@@ -26,26 +26,45 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _iso_time(value: str) -> str:
+    try:
+        parse_iso(value)
+    except ValueError:
+        raise ValueError(f"not an ISO-8601 time such as 2026-05-11T08:00:00Z: {value!r}") from None
+    return value
+
+
+# No coercion: "5", 5.0 or true is not a quantity, and a number is not a time.
+Quantity = Annotated[int, Strict(), Field(ge=1, le=1_000_000_000, description="units wanted")]
+Confidence = Annotated[float, Strict(), Field(ge=0, le=1)]
+Time = Annotated[
+    str,
+    AfterValidator(_iso_time),
+    Field(json_schema_extra={"format": "date-time"}, examples=["2026-05-11T08:00:00Z"]),
+]
+
+
 class PromiseRequest(_Strict):
     """One line: can ``quantity`` units of ``item_id`` be promised, when and from where."""
 
     item_id: Id
-    quantity: int = Field(ge=1, le=1_000_000_000, description="units wanted")
+    quantity: Quantity
     locations: list[Id] | None = Field(
         default=None,
         min_length=1,
         max_length=MAX_LOCATIONS,
+        json_schema_extra={"uniqueItems": True},
         description="candidate locations in order of preference (default: every location "
         "of the item, or the channel's)",
     )
     channel: Id | None = Field(
         default=None, description="sell through this channel of the policy: its share applies"
     )
-    at: datetime | None = Field(
+    at: Time | None = Field(
         default=None, description="promise time t, ISO-8601 (default: now); no offset = UTC"
     )
-    confidence: float = Field(
-        default=DEFAULT_CONFIDENCE, ge=0, le=1, description="ASNs below this are not waited for"
+    confidence: Confidence = Field(
+        default=DEFAULT_CONFIDENCE, description="ASNs below this are not waited for"
     )
 
 
@@ -53,7 +72,7 @@ class PromiseBatchRequest(_Strict):
     """The lines of a cart or an order, answered from one read of the store."""
 
     lines: list[PromiseRequest] = Field(min_length=1, max_length=MAX_LINES)
-    at: datetime | None = Field(
+    at: Time | None = Field(
         default=None, description="promise time of lines without their own (default: now)"
     )
 

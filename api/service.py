@@ -19,7 +19,7 @@ from state.snapshot_json import snapshot_from_json
 from transforms.channels import ChannelPolicy, Policy
 from transforms.snapshot import QUANTITY_FIELDS, Snapshot
 from transforms.sourcing import promise_line
-from transforms.timeutil import datetime_to_millis, format_iso, parse_iso
+from transforms.timeutil import format_iso, parse_iso
 
 
 class LineError(ValueError):
@@ -43,7 +43,7 @@ class Line:
 
 
 def resolve(request: PromiseRequest, policy: Policy, default_at: int, where: str) -> Line:
-    at = default_at if request.at is None else datetime_to_millis(request.at)
+    at = default_at if request.at is None else parse_iso(request.at)
     locations = None if request.locations is None else tuple(request.locations)
     if locations is not None and len(set(locations)) != len(locations):
         raise LineError(f"{where}.locations", "locations lists a location twice")

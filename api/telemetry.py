@@ -152,11 +152,20 @@ class Telemetry:
         metrics: Metrics,
         tracer: trace.Tracer | None = None,
         access_log: bool = True,
+        static_paths: frozenset[str] = frozenset(),
     ) -> None:
         self.app = app
+        self.static_paths = static_paths  # routes FastAPI adds (the spec) carry no scope["route"]
         self.metrics = metrics
         self.tracer = tracer
         self.access_log = access_log
+
+    def _route(self, scope: Scope) -> str:
+        """The route template, so that metrics have one series per route, not per key."""
+        route = scope.get("route")
+        if route is not None:
+            return str(route.path)
+        return scope["path"] if scope["path"] in self.static_paths else "unmatched"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -204,8 +213,7 @@ class Telemetry:
                         }
                     )
                     await send({"type": "http.response.body", "body": _ERROR_BODY % header[1]})
-                route = scope.get("route")
-                path = getattr(route, "path", "unmatched")
+                path = self._route(scope)
                 if span is not None:
                     span.update_name(f"{scope['method']} {path}")
                     span.set_attribute("http.request.method", scope["method"])
@@ -216,8 +224,7 @@ class Telemetry:
                         span.set_status(trace.StatusCode.ERROR)
         finally:
             elapsed = time.perf_counter() - started
-            route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
+            path = self._route(scope)
             self.metrics.observe(path, scope["method"], status, elapsed)
             if self.access_log:
                 log.info(

@@ -15,6 +15,14 @@ from state.serving import SnapshotStore
 from tests.integration.conftest import ROOT
 
 API_USER = "atp-api"
+API_DB = 14  # not the fixture's 15: other suites flush that one between their tests
+
+
+def api_db_url(redis_server: str) -> str:
+    """The fixture's Redis, on the API tests' own database."""
+    return f"{redis_server.rsplit('/', 1)[0]}/{API_DB}"
+
+
 PASSWORD_FILE = ROOT / "var" / "secrets" / "redis-api.password"
 
 # Test fixtures only: these tokens exist nowhere but in the tests' temporary files.

@@ -29,6 +29,7 @@ from tests.integration.api_data import (
     PROMISE_TOKEN,
     READ_TOKEN,
     ReplayedLog,
+    api_db_url,
     api_password,
     free_port,
     load_into_redis,
@@ -47,11 +48,16 @@ READ = {"Authorization": f"Bearer {READ_TOKEN}"}
 
 
 @pytest.fixture(scope="module")
-def replayed(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplayedLog]:
+def store_url(redis_server: str) -> str:
+    return api_db_url(redis_server)
+
+
+@pytest.fixture(scope="module")
+def replayed(store_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplayedLog]:
     log = replay_small_log(tmp_path_factory.mktemp("api"))
-    load_into_redis(redis_server, log)
+    load_into_redis(store_url, log)
     yield log
-    redis.Redis.from_url(redis_server).flushdb()
+    redis.Redis.from_url(store_url).flushdb()
 
 
 def settings_for(url: str, log: ReplayedLog, folder: Path) -> Settings:
@@ -67,9 +73,9 @@ def settings_for(url: str, log: ReplayedLog, folder: Path) -> Settings:
 
 @pytest.fixture(scope="module")
 def client(
-    redis_server: str, replayed: ReplayedLog, tmp_path_factory: pytest.TempPathFactory
+    store_url: str, replayed: ReplayedLog, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[TestClient]:
-    app = create_app(settings_for(redis_server, replayed, tmp_path_factory.mktemp("tokens")))
+    app = create_app(settings_for(store_url, replayed, tmp_path_factory.mktemp("tokens")))
     with TestClient(app) as test_client:
         yield test_client
 
@@ -286,7 +292,11 @@ def test_tokens_and_scopes(client: TestClient, replayed: ReplayedLog) -> None:
         ({"item_id": "SKU-1"}, "body.quantity", "Field required"),
         ({"item_id": "", "quantity": 1}, "body.item_id", "at least 1 character"),
         ({"item_id": "SKU-1", "quantity": 1, "qty": 2}, "body.qty", "Extra inputs"),
-        ({"item_id": "SKU-1", "quantity": 1, "at": "soon"}, "body.at", "valid datetime"),
+        ({"item_id": "SKU-1", "quantity": 1, "at": "soon"}, "body.at", "not an ISO-8601 time"),
+        ({"item_id": "SKU-1", "quantity": 1, "at": 1.5e9}, "body.at", "valid string"),
+        ({"item_id": "SKU-1", "quantity": "5"}, "body.quantity", "valid integer"),
+        ({"item_id": "SKU-1", "quantity": 5.0}, "body.quantity", "valid integer"),
+        ({"item_id": "SKU-1", "quantity": True}, "body.quantity", "valid integer"),
         ({"item_id": "SKU-1", "quantity": 1, "confidence": 2}, "body.confidence", "less than"),
         ({"item_id": "SKU-1", "quantity": 1, "locations": []}, "body.locations", "at least 1"),
         (
@@ -411,9 +421,9 @@ def test_an_unreachable_store_answers_503_and_not_ready(
 
 
 def test_the_api_user_reads_atp_keys_and_cannot_write(
-    redis_server: str, replayed: ReplayedLog
+    store_url: str, replayed: ReplayedLog
 ) -> None:
-    reader = redis.Redis.from_url(redis_server, username=API_USER, password=api_password())
+    reader = redis.Redis.from_url(store_url, username=API_USER, password=api_password())
     first = replayed.snapshots[0]
     key = snapshot_key(first["item_id"], first["location_id"])
     assert cast(bytes, reader.hget(key, "revision")) == str(first["revision"]).encode()
@@ -432,5 +442,5 @@ def test_the_api_user_reads_atp_keys_and_cannot_write(
         reader.eval("return redis.call('DEL', KEYS[1])", 1, key)
     with pytest.raises(redis.exceptions.ResponseError):
         SnapshotStore(reader).write([{**first, "revision": first["revision"] + 1}])
-    assert redis.Redis.from_url(redis_server).hget(key, "snapshot") is not None
+    assert redis.Redis.from_url(store_url).hget(key, "snapshot") is not None
     reader.close()
