@@ -22,7 +22,7 @@ run: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check transforms state pipelines tests bench
+	$(VENV)/bin/ruff format --check transforms state pipelines tests bench api
 	$(VENV)/bin/mypy
 
 unit: setup
