@@ -189,6 +189,34 @@ class FoldItems(beam.DoFn):  # type: ignore[misc]
         self.progress.folded(self.folded, force=True)
 
 
+class WriteShards(beam.DoFn):  # type: ignore[misc]
+    """One shard per bundle, ``<dir>/<name>-<random>.shard``, renamed into place when whole.
+
+    A retried bundle may leave a second copy of its lines; ``merge_output`` drops them
+    (every sort key is unique, and equal keys carry equal lines: the fold is deterministic).
+    """
+
+    def __init__(self, directory: str, name: str) -> None:
+        self.directory = directory
+        self.name = name
+
+    def start_bundle(self) -> None:
+        self.handle: Any = None
+        self.path = ""
+
+    def process(self, line: bytes) -> None:
+        if self.handle is None:
+            self.path = FileSystems.join(self.directory, f"{self.name}-{uuid.uuid4().hex}.shard")
+            self.handle = FileSystems.create(self.path + ".partial")
+        self.handle.write(line + b"\n")
+
+    def finish_bundle(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+            FileSystems.rename([self.path + ".partial"], [self.path])
+            self.handle = None
+
+
 class LoadRedis(beam.DoFn):  # type: ignore[misc]
     """Bulk load through the serving store: compare-and-set on revision, never backwards."""
 
@@ -242,9 +270,7 @@ def build(pipeline: beam.Pipeline, plan: Plan) -> None:
     sources[DEAD_LETTERS] = read[DEAD_LETTERS]
     for name, collection in sources.items():
         if wanted[name]:
-            _ = collection | f"Write {name}" >> beam.io.WriteToText(
-                FileSystems.join(plan.temp_dir, name), file_name_suffix=".shard"
-            )
+            _ = collection | f"Write {name}" >> beam.ParDo(WriteShards(plan.temp_dir, name))
     if plan.redis_url is not None:
         _ = (
             folded[REDIS]
@@ -259,13 +285,18 @@ def build(pipeline: beam.Pipeline, plan: Plan) -> None:
 def merge_output(temp_dir: str, name: str) -> list[bytes]:
     """Every line of an output, in sort-key order (the replay's order)."""
     keyed: list[tuple[Any, bytes]] = []
-    pattern = FileSystems.join(temp_dir, name) + "*"
+    pattern = FileSystems.join(temp_dir, name) + "-*.shard"
     for metadata in FileSystems.match([pattern])[0].metadata_list:
-        with FileSystems.open(metadata.path) as handle:
+        with FileSystems.open(metadata.path, compression_type="uncompressed") as handle:
             for line in handle.read().split(b"\n"):
-                if not line:
-                    continue
-                key, _, payload = line.partition(b"\t")
-                keyed.append((orjson.loads(key), payload))
+                if line:
+                    key, _, payload = line.partition(b"\t")
+                    keyed.append((orjson.loads(key), payload))
     keyed.sort(key=itemgetter(0))
-    return [payload for _, payload in keyed]
+    lines: list[bytes] = []
+    last: Any = None
+    for key, payload in keyed:
+        if key != last:  # a retried bundle's second copy
+            lines.append(payload)
+            last = key
+    return lines
