@@ -4,14 +4,33 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 ATP := $(VENV)/bin/atp
-SAMPLE_EVENTS ?= 200000
+SAMPLE_EVENTS ?= 100000
+# How long `make run` waits for the job to catch up before it gives up.
+RUN_TIMEOUT ?= 1800
 
-.PHONY: setup run test lint unit bench clean jars kafka-up redis-up flink-up services-up services-down up down
+.PHONY: setup run demo-offline test lint unit bench clean jars kafka-up redis-up flink-up services-up services-down up down
 
 setup:
 	@infra/bootstrap.sh
 
-run: setup
+# The pipeline on real services: simulate a log, bring everything up (the job with the
+# log's channel policy), publish the log to Kafka and watch the job until it has caught up.
+run: setup jars
+	@mkdir -p var/sample
+	$(ATP) simulate --events $(SAMPLE_EVENTS) --output var/sample/events.jsonl \
+		--policy-output var/sample/policy.json
+	@$(MAKE) --no-print-directory up ATP_JOB_ARGS="--policy $(CURDIR)/var/sample/policy.json"
+	$(ATP) produce --input var/sample/events.jsonl
+	$(ATP) status --watch --until-caught-up --timeout $(RUN_TIMEOUT)
+	@echo
+	@echo "The job keeps running. Next:"
+	@echo "  $(ATP) status --watch       live view of the job (Ctrl-C leaves it)"
+	@echo "  $(ATP) dump --output FILE   the serving store as JSON lines"
+	@echo "  make demo-offline                  the same log through atp replay, no services"
+	@echo "  make down                          stop everything and remove its data"
+
+# The same simulated log through the engine-free replay: no services, a summary.
+demo-offline: setup
 	@mkdir -p var/sample
 	$(ATP) simulate --events $(SAMPLE_EVENTS) --output var/sample/events.jsonl \
 		--policy-output var/sample/policy.json
@@ -58,15 +77,18 @@ services-down:
 	@infra/redis.sh stop --purge
 	@infra/kafka.sh stop --purge
 
-# Kafka, Redis and the stream job in the background; returns once all answer.
+# Kafka, the schema registry, Redis and the stream job in the background; returns once
+# all answer (the job: after its first checkpoint). Extra `atp job` flags: ATP_JOB_ARGS.
 up: setup jars
 	@infra/kafka.sh start
 	@infra/kafka.sh topics
+	@infra/registry.sh start
 	@infra/redis.sh start
-	@infra/job.sh start
+	@ATP_JOB_ARGS="$(ATP_JOB_ARGS)" infra/job.sh start
 
 down:
 	@infra/job.sh stop
+	@infra/registry.sh stop
 	@infra/redis.sh stop --purge
 	@infra/kafka.sh stop --purge
 	rm -rf var/job var/checkpoints

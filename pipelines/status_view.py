@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
@@ -62,11 +63,11 @@ def _job_line(status: Status) -> str:
 
 
 def render(status: Status) -> RenderableType:
-    """The live view: one frame, redrawn every refresh."""
+    """The live view: one frame, redrawn every refresh. It fits a 24-line terminal."""
     lag = status.lag
-    header = Text.assemble(
+    title = Text.assemble(
         ("atp-stream", "bold"),
-        f"  {status.topic} (group {status.group_id})  ",
+        f" · {status.topic}, group {status.group_id} · ",
         (_job_line(status), "cyan"),
     )
     figures = Table.grid(padding=(0, 2))
@@ -74,7 +75,13 @@ def render(status: Status) -> RenderableType:
     figures.add_column()
     figures.add_row("events/s", _rate(status))
     figures.add_row("consumed", f"{lag.consumed:,} of {lag.produced:,}")
-    figures.add_row("lag", Text(f"{lag.total:,}", style="green" if lag.total == 0 else "yellow"))
+    per_partition = "  ".join(f"p{p.partition} {p.lag:,}" for p in lag.partitions)
+    figures.add_row(
+        "lag",
+        Text.assemble(
+            (f"{lag.total:,}", "green" if lag.total == 0 else "yellow"), f"  ({per_partition})"
+        ),
+    )
     figures.add_row("checkpoint", checkpoint_line(status.checkpoint, status.now))
     figures.add_row("store", f"{status.items:,} items, {status.keys:,} keys")
     if status.undecodable_changes:
@@ -82,20 +89,13 @@ def render(status: Status) -> RenderableType:
             "undecodable",
             f"{status.undecodable_changes:,} change records (last: {status.last_change_error})",
         )
-
-    partitions = Table(title="lag per partition", title_justify="left", expand=False)
-    for name in ("partition", "committed", "end", "lag"):
-        partitions.add_column(name, justify="right")
-    for p in lag.partitions:
-        partitions.add_row(str(p.partition), f"{p.committed:,}", f"{p.end:,}", f"{p.lag:,}")
-    partitions.add_row("total", f"{lag.consumed:,}", f"{lag.produced:,}", f"{lag.total:,}")
-
-    parts: list[RenderableType] = [header, figures, partitions]
+    parts: list[RenderableType] = [figures]
     if status.top is not None:
         window = f"{status.window_s:.0f}s" if status.window_s is not None else "window"
         top = Table(
             title=f"top items by change (last {window}: {status.changes_in_window:,} changes)",
             title_justify="left",
+            box=box.SIMPLE_HEAD,
         )
         top.add_column("item")
         top.add_column("changes", justify="right")
@@ -109,7 +109,7 @@ def render(status: Status) -> RenderableType:
                 f"{activity.net_available:+,}",
             )
         parts.append(top)
-    return Panel(Group(*parts))
+    return Panel(Group(*parts), title=title, title_align="left")
 
 
 def as_lines(status: Status) -> list[str]:
