@@ -13,6 +13,7 @@ from pipelines.commands import (
     dump,
     explain,
     job,
+    normalize,
     produce,
     reconcile,
     replay,
@@ -34,6 +35,7 @@ COMMANDS = (
     reconcile,
     backfill,
     archive,
+    normalize,
 )
 
 
