@@ -108,18 +108,27 @@ class StreamNormalizer:
     stopping: bool = False
 
     def run(self, exit_when_idle: float | None = None) -> Tally:
-        """Until ``stopping`` is set (between batches), or no record came for
-        ``exit_when_idle`` seconds."""
+        """Until ``stopping`` is set (between batches), or, once partitions are assigned,
+        no record came for ``exit_when_idle`` seconds."""
         self.producer.init_transactions(30)
-        self.consumer.subscribe([self.from_topic])
-        idle_since = time.monotonic()
+        idle_since: float | None = None  # idleness counts from the first assignment
+
+        def assigned(_consumer: Consumer, _partitions: list[TopicPartition]) -> None:
+            nonlocal idle_since
+            idle_since = time.monotonic()
+
+        self.consumer.subscribe([self.from_topic], on_assign=assigned)
         try:
             while not self.stopping:
                 batch = [m for m in self.consumer.consume(self.batch_size, 1.0) if _usable(m)]
                 if batch:
                     self._transact(batch)
                     idle_since = time.monotonic()
-                elif exit_when_idle is not None and time.monotonic() - idle_since >= exit_when_idle:
+                elif (
+                    exit_when_idle is not None
+                    and idle_since is not None
+                    and time.monotonic() - idle_since >= exit_when_idle
+                ):
                     break
         finally:
             self.consumer.close()
