@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import orjson
 import redis.exceptions
-from fastapi import Depends, FastAPI, Path, Request
+from fastapi import FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from api.auth import PROMISE, READ, Principal, digest
+from api.auth import PROMISE, READ, BearerAuth
 from api.models import (
     ErrorAnswer,
     Id,
@@ -30,8 +29,8 @@ from api.models import (
     ValidationErrorAnswer,
 )
 from api.service import (
+    Decoded,
     LineError,
-    decode,
     item_answer,
     promise_answer,
     resolve,
@@ -41,12 +40,21 @@ from api.service import (
 from api.settings import Settings
 from api.store import Read, ReadStore
 from api.telemetry import Metrics, Telemetry, child_span, correlation_id, log, tracer_provider
-from state.snapshot_json import SnapshotFormatError, snapshot_from_json
+from state.snapshot_json import SnapshotFormatError
 from transforms.timeutil import parse_iso
 
 _ItemPath = Annotated[Id, Path(description="item id")]
 _LocationPath = Annotated[Id, Path(description="location id")]
-_bearer = HTTPBearer(auto_error=False, description="a token from the API's tokens file")
+# The scheme BearerAuth enforces, declared for the spec; x-scope names what a token needs.
+_SECURITY_SCHEMES = {
+    "HTTPBearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "a token from the API's tokens file, with the operation's scope",
+    }
+}
+_READ_SCOPE = {"security": [{"HTTPBearer": []}], "x-scope": READ}
+_PROMISE_SCOPE = {"security": [{"HTTPBearer": []}], "x-scope": PROMISE}
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -99,6 +107,7 @@ _BODY_ERRORS: dict[int | str, dict[str, Any]] = {
 
 def create_app(settings: Settings) -> FastAPI:
     metrics = Metrics()
+    decoded = Decoded(settings.decode_cache)
     provider = tracer_provider(settings.otlp_endpoint) if settings.otlp_endpoint else None
     tracer = None if provider is None else provider.get_tracer("atp.api")
 
@@ -127,35 +136,18 @@ def create_app(settings: Settings) -> FastAPI:
     )
     static = {app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url}
     app.add_middleware(
+        BearerAuth,
+        tokens=settings.tokens,
+        rules=(("/v1/atp/", READ), ("/v1/promise", PROMISE)),
+        routes=app.router.routes,
+    )
+    app.add_middleware(  # outermost: it also sees the refusals of BearerAuth
         Telemetry,
         metrics=metrics,
         tracer=tracer,
         access_log=settings.access_log,
         static_paths=frozenset(p for p in static if p),
     )
-    tokens = settings.tokens
-
-    def scope(name: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
-        async def check(
-            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-        ) -> Principal:
-            if credentials is None:
-                raise HTTPException(401, "missing bearer token", {"WWW-Authenticate": "Bearer"})
-            principal = tokens.get(digest(credentials.credentials))
-            if principal is None:
-                raise HTTPException(
-                    401,
-                    "unknown bearer token",
-                    {"WWW-Authenticate": 'Bearer error="invalid_token"'},
-                )
-            if name not in principal.scopes:
-                raise HTTPException(403, f"token {principal.name!r} lacks scope {name!r}")
-            return principal
-
-        return check
-
-    reader = Depends(scope(READ))
-    promiser = Depends(scope(PROMISE))
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, err: HTTPException) -> Response:
@@ -192,7 +184,7 @@ def create_app(settings: Settings) -> FastAPI:
         "/v1/atp/{item_id}/{location_id}",
         response_model=SnapshotAnswer,
         responses={**_ERRORS, 404: {"model": ErrorAnswer, "description": "no snapshot"}},
-        dependencies=[reader],
+        openapi_extra=_READ_SCOPE,
         tags=["atp"],
         summary="The snapshot of one item at one location, with its age",
     )
@@ -203,15 +195,13 @@ def create_app(settings: Settings) -> FastAPI:
         raw = found.get(location_id)
         if raw is None:
             return _error(404, f"no snapshot for item {item_id!r} at {location_id!r}")
-        document = orjson.loads(raw)
-        snapshot_from_json(document)
-        return _json(snapshot_answer(document, _now_ms()))
+        return _json(snapshot_answer(decoded(raw).document, _now_ms()))
 
     @app.get(
         "/v1/atp/{item_id}",
         response_model=ItemAnswer,
         responses={**_ERRORS, 404: {"model": ErrorAnswer, "description": "no snapshot"}},
-        dependencies=[reader],
+        openapi_extra=_READ_SCOPE,
         tags=["atp"],
         summary="Every location of an item, and the network totals",
     )
@@ -219,20 +209,20 @@ def create_app(settings: Settings) -> FastAPI:
         (found,) = await read(request, [Read(item_id)])
         if not found:
             return _error(404, f"no snapshot for item {item_id!r}")
-        return _json(item_answer(item_id, found, _now_ms()))
+        return _json(item_answer(item_id, found, decoded, _now_ms()))
 
     @app.post(
         "/v1/promise",
         response_model=PromiseAnswer,
         responses=_BODY_ERRORS,
-        dependencies=[promiser],
+        openapi_extra=_PROMISE_SCOPE,
         tags=["promise"],
         summary="Promise one line: class, date, location and the snapshots used",
     )
     async def post_promise(request: Request, body: PromiseRequest) -> Response:
         line = resolve(body, settings.policy, _now_ms(), "body")
         (found,) = await read(request, [line.read])
-        answer = promise_answer(line, decode(found))
+        answer = promise_answer(line, decoded.all(found))
         metrics.answers.labels(answer["class"]).inc()
         return _json(answer)
 
@@ -240,7 +230,7 @@ def create_app(settings: Settings) -> FastAPI:
         "/v1/promise:batch",
         response_model=PromiseBatchAnswer,
         responses=_BODY_ERRORS,
-        dependencies=[promiser],
+        openapi_extra=_PROMISE_SCOPE,
         tags=["promise"],
         summary="Promise the lines of a cart or an order, from one read of the store",
     )
@@ -251,7 +241,9 @@ def create_app(settings: Settings) -> FastAPI:
             for i, line in enumerate(body.lines)
         ]
         found = await read(request, [line.read for line in lines])
-        answers = [promise_answer(line, decode(f)) for line, f in zip(lines, found, strict=True)]
+        answers = [
+            promise_answer(line, decoded.all(f)) for line, f in zip(lines, found, strict=True)
+        ]
         for answer in answers:
             metrics.answers.labels(answer["class"]).inc()
         return _json({"lines": answers, "ship_complete_date": ship_complete_date(answers)})
@@ -285,17 +277,18 @@ def create_app(settings: Settings) -> FastAPI:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.state.metrics = metrics
-    _list_channels_in_spec(app, [c.channel for c in settings.policy.channels])
+    _complete_spec(app, [c.channel for c in settings.policy.channels])
     return app
 
 
-def _list_channels_in_spec(app: FastAPI, channels: list[str]) -> None:
-    """The spec names the channels of the policy loaded at start, as an enum."""
+def _complete_spec(app: FastAPI, channels: list[str]) -> None:
+    """The bearer scheme, and the channels of the policy loaded at start as an enum."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             spec = generate()
+            spec["components"]["securitySchemes"] = _SECURITY_SCHEMES
             field = spec["components"]["schemas"]["PromiseRequest"]["properties"]["channel"]
             branches = [b for b in field["anyOf"] if b.get("type") != "string" or channels]
             for branch in branches:

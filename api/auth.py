@@ -14,11 +14,16 @@ presented token is looked up, so the lookup's timing depends on no secret byte.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import orjson
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from api.telemetry import correlation_id
 
 READ: Final = "read"
 PROMISE: Final = "promise"
@@ -80,3 +85,62 @@ def load_tokens(path: Path) -> dict[str, Principal]:
     except orjson.JSONDecodeError as err:
         raise TokensFileError(f"tokens file {path} is not valid JSON ({err})") from None
     return parse_tokens(document)
+
+
+_AUTHORIZATION: Final = b"authorization"
+
+
+class BearerAuth:
+    """ASGI middleware: the bearer token of a request must grant its path's scope.
+
+    In front of the app rather than a FastAPI dependency: dependency resolution was a
+    third of the CPU time of a request. The OpenAPI spec still declares the scheme.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        tokens: dict[str, Principal],
+        rules: tuple[tuple[str, str], ...],
+        routes: Sequence[BaseRoute] = (),
+    ) -> None:
+        self.app = app
+        self.tokens = tokens
+        self.rules = rules  # (path prefix, scope needed), first match wins
+        self.routes = routes  # to label a refused request with its route in metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            needed = next((s for prefix, s in self.rules if scope["path"].startswith(prefix)), None)
+            if needed is not None:
+                refusal = self._refusal(scope, needed)
+                if refusal is not None:
+                    await self._refuse(scope, send, *refusal)
+                    return
+        await self.app(scope, receive, send)
+
+    def _refusal(self, scope: Scope, needed: str) -> tuple[int, str, bytes | None] | None:
+        header = next((v for k, v in scope["headers"] if k == _AUTHORIZATION), None)
+        if header is None or header[:7].lower() != b"bearer " or not header[7:].strip():
+            return 401, "missing bearer token", b"Bearer"
+        principal = self.tokens.get(hashlib.sha256(header[7:].strip()).hexdigest())
+        if principal is None:
+            return 401, "unknown bearer token", b'Bearer error="invalid_token"'
+        if needed not in principal.scopes:
+            return 403, f"token {principal.name!r} lacks scope {needed!r}", None
+        scope["atp.client"] = principal.name
+        return None
+
+    async def _refuse(
+        self, scope: Scope, send: Send, status: int, detail: str, challenge: bytes | None
+    ) -> None:
+        for route in self.routes:
+            if route.matches(scope)[0] == Match.FULL:
+                scope["route"] = route
+                break
+        body = orjson.dumps({"detail": detail, "correlation_id": correlation_id.get()})
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        if challenge is not None:
+            headers.append((b"www-authenticate", challenge))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

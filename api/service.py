@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from itertools import islice
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -68,12 +69,51 @@ def resolve(request: PromiseRequest, policy: Policy, default_at: int, where: str
     return Line(request, read, locations or channel.locations, channel, at)
 
 
-def decode(found: Mapping[str, bytes]) -> dict[str, Snapshot]:
-    return {location: snapshot_from_json(orjson.loads(raw)) for location, raw in found.items()}
+class Decoded:
+    """Stored snapshots decoded once: keyed by their JSON bytes, which never change meaning.
+
+    A key's snapshot JSON is rewritten only with a newer revision, so equal bytes are the
+    same snapshot; a hot key is parsed and checked once, not on every request.
+    Bounded: past ``capacity`` entries the oldest eighth is dropped.
+    """
+
+    def __init__(self, capacity: int = 20_000) -> None:
+        self.capacity = max(8, capacity)
+        self._entries: dict[bytes, Stored] = {}
+
+    def __call__(self, raw: bytes) -> Stored:
+        hit = self._entries.get(raw)
+        if hit is None:
+            document = orjson.loads(raw)
+            snapshot = snapshot_from_json(document)
+            used = {
+                "location_id": snapshot.location_id,
+                "version": snapshot.version,
+                "revision": snapshot.revision,
+                "as_of": document.get("as_of"),
+            }
+            hit = Stored(document, snapshot, used)
+            if len(self._entries) >= self.capacity:
+                for old in list(islice(self._entries, self.capacity // 8)):
+                    del self._entries[old]
+            self._entries[raw] = hit
+        return hit
+
+    def all(self, found: Mapping[str, bytes]) -> dict[str, Stored]:
+        return {location: self(raw) for location, raw in found.items()}
 
 
-def promise_answer(line: Line, snapshots: Mapping[str, Snapshot]) -> dict[str, Any]:
+class Stored(NamedTuple):
+    """A stored snapshot: its JSON document, decoded, and how an answer cites it."""
+
+    document: dict[str, Any]
+    snapshot: Snapshot
+    used: dict[str, Any]  # location_id, version, revision, as_of
+
+
+def promise_answer(line: Line, stored: Mapping[str, Stored]) -> dict[str, Any]:
     request = line.request
+    snapshots = {location: s.snapshot for location, s in stored.items()}
     candidates = line.candidates if line.candidates is not None else tuple(sorted(snapshots))
     sourced = promise_line(
         request.item_id,
@@ -97,15 +137,7 @@ def promise_answer(line: Line, snapshots: Mapping[str, Snapshot]) -> dict[str, A
         "at": format_iso(line.at),
         "confidence": request.confidence,
         "supply_used": list(answer.supply_used),
-        "snapshots": [
-            {
-                "location_id": location,
-                "version": snapshot.version,
-                "revision": snapshot.revision,
-                "as_of": None if snapshot.as_of is None else format_iso(snapshot.as_of),
-            }
-            for location, snapshot in sorted(snapshots.items())
-        ],
+        "snapshots": [stored[location].used for location in sorted(stored)],
     }
 
 
@@ -127,16 +159,18 @@ def snapshot_answer(document: dict[str, Any], now_ms: int) -> dict[str, Any]:
     return {"snapshot": document, "as_of": as_of, "age_ms": age_ms(as_of, now_ms)}
 
 
-def item_answer(item_id: str, found: Mapping[str, bytes], now_ms: int) -> dict[str, Any]:
-    documents = [orjson.loads(found[location]) for location in sorted(found)]
-    for document in documents:
-        snapshot_from_json(document)  # a malformed stored snapshot fails loudly, not as 0
-    network = {f: sum(int(d[f]) for d in documents) for f in QUANTITY_FIELDS}
-    times = [d["as_of"] for d in documents if d.get("as_of") is not None]
-    oldest = min(times, key=parse_iso) if times else None
+def item_answer(
+    item_id: str, found: Mapping[str, bytes], decoded: Decoded, now_ms: int
+) -> dict[str, Any]:
+    # Decoding checks every stored snapshot: a malformed one fails loudly, never counts 0.
+    pairs = [decoded(found[location]) for location in sorted(found)]
+    snapshots = [s.snapshot for s in pairs]
+    network = {f: sum(getattr(s, f) for s in snapshots) for f in QUANTITY_FIELDS}
+    times = [s.as_of for s in snapshots if s.as_of is not None]
+    oldest = None if not times else format_iso(min(times))
     return {
         "item_id": item_id,
-        "locations": [snapshot_answer(d, now_ms) for d in documents],
+        "locations": [snapshot_answer(s.document, now_ms) for s in pairs],
         "network": network,
         "as_of": oldest,
         "age_ms": age_ms(oldest, now_ms),

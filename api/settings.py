@@ -21,3 +21,4 @@ class Settings:
     otlp_endpoint: str | None = None  # OTLP/HTTP base URL; None: no traces
     access_log: bool = True
     grace_ms: int = DEFAULT_GRACE_MS
+    decode_cache: int = 20_000  # decoded snapshots kept, by their stored JSON

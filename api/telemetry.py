@@ -236,6 +236,7 @@ class Telemetry:
                             "path": scope["path"],
                             "status": status,
                             "duration_ms": round(elapsed * 1000, 3),
+                            "client": scope.get("atp.client"),  # the token's name
                         }
                     },
                 )

@@ -75,6 +75,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--redis-max-connections", type=int, default=64, help="connection pool size (64)"
     )
+    parser.add_argument(
+        "--loop", choices=["uvloop", "asyncio"], default="uvloop", help="event loop (uvloop)"
+    )
+    parser.add_argument(
+        "--http", choices=["httptools", "h11"], default="httptools", help="HTTP parser (httptools)"
+    )
     parser.set_defaults(run=run)
 
 
@@ -130,8 +136,8 @@ def run(args: argparse.Namespace) -> int:
         create_app(settings),
         host=args.host,
         port=args.port,
-        loop="uvloop",
-        http="httptools",
+        loop=args.loop,
+        http=args.http,
         access_log=False,  # the API logs each request itself, with its correlation id
         log_config=None,
         server_header=False,

@@ -190,6 +190,7 @@ def test_a_request_is_followed_into_the_logs_and_a_trace(
     (entry,) = wait_for(logged)
     assert entry["route"] == "/v1/atp/{item_id}/{location_id}"
     assert (entry["status"], entry["method"], entry["level"]) == (200, "GET", "info")
+    assert entry["client"] == "dashboard"  # the name of the token used
 
     def traced() -> list[dict[str, Any]]:
         return [s for s in collector.received() if s["trace_id"] == trace_id]
