@@ -135,7 +135,9 @@ def text(record: Mapping[str, Any], name: str) -> str:
 
 
 def optional_text(record: Mapping[str, Any], name: str) -> str | None:
-    if record.get(name) in (None, ""):
+    """An optional identifier or code; blank counts as absent (SAP pads with spaces)."""
+    value = record.get(name)
+    if value is None or (isinstance(value, str) and not value.strip()):
         return None
     return text(record, name)
 

@@ -30,6 +30,7 @@ from transforms.adapters.common import (
     units,
     zone,
 )
+from transforms.validation import Violation
 
 SOURCE: Final = "EDI"
 
@@ -253,6 +254,8 @@ def _normalize(data: bytes, options: Options) -> list[Result]:
             )
         else:
             out.append(_asn(unit, options))
+    if not out:  # an empty message is not an interchange; it must not vanish
+        return [Result(data, violations=(Violation(reasons.X12_SYNTAX, "no interchange"),))]
     return out
 
 

@@ -141,3 +141,4 @@ def test_a_broken_envelope_is_one_dead_letter_with_its_coordinates() -> None:
         "line": 1,
     }
     assert normalize("edi856", b"not x12 at all").violations[0].code == "X12_SYNTAX"
+    assert normalize("edi856", b" \r\n").violations[0].message == "no interchange"

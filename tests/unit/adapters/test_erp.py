@@ -223,6 +223,11 @@ def test_special_stock_is_not_own_stock_and_is_ignored() -> None:
     ) == [("ADJUSTMENT", "SKU-1", "DC01", -2, None, None)]
 
 
+def test_blank_optional_fields_count_as_absent() -> None:
+    padded = line("201", 2, "H", InventorySpecialStockType=" ", SalesOrder="  ")
+    assert mapped(padded, reference=" ") == [("ADJUSTMENT", "SKU-1", "DC01", -2, None, None)]
+
+
 def test_skipped_codes_are_left_to_the_system_that_feeds_that_fact() -> None:
     doc = document(line("601", 10, "H", SalesOrder="ORD-1"))
     result = normalize("erp", doc, Options(skip_codes=frozenset({"601"})))
