@@ -77,9 +77,6 @@ class TransactionSet:
     def control_number(self) -> str:
         return self.segments[0].el(2)
 
-    def components(self, segment: Segment, position: int) -> list[str]:
-        return [c.strip() for c in segment.el(position).split(self.delimiters.component)]
-
 
 @dataclass(frozen=True, slots=True)
 class Broken:
