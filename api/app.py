@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Any
 
 import orjson
 import redis.exceptions
-from fastapi import FastAPI, Path, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
@@ -17,8 +18,9 @@ from starlette.responses import Response
 
 from api.auth import PROMISE, READ, BearerAuth
 from api.models import (
+    ID_MAX,
+    ID_PATTERN,
     ErrorAnswer,
-    Id,
     ItemAnswer,
     PromiseAnswer,
     PromiseBatchAnswer,
@@ -43,8 +45,40 @@ from api.telemetry import Metrics, Telemetry, child_span, correlation_id, log, t
 from state.snapshot_json import SnapshotFormatError
 from transforms.timeutil import parse_iso
 
-_ItemPath = Annotated[Id, Path(description="item id")]
-_LocationPath = Annotated[Id, Path(description="location id")]
+# Path ids are checked here, not declared as FastAPI parameters: FastAPI's per-request
+# parameter resolution cost a quarter of a GET's CPU time. The spec still lists them.
+_ID_RULE = {"type": "string", "minLength": 1, "maxLength": ID_MAX, "pattern": ID_PATTERN}
+_ID_RE = re.compile(ID_PATTERN)
+
+
+def _path_parameters(*names: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": f"{n}_id",
+            "in": "path",
+            "required": True,
+            "description": f"{n} id",
+            "schema": _ID_RULE,
+        }
+        for n in names
+    ]
+
+
+def _path_id(request: Request, name: str) -> str:
+    value: str = request.path_params[name]
+    if len(value) > ID_MAX or not _ID_RE.fullmatch(value):
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("path", name),
+                    "msg": f"must be 1 to {ID_MAX} characters, without control characters",
+                    "type": "string_pattern_mismatch",
+                }
+            ]
+        )
+    return value
+
+
 # The scheme BearerAuth enforces, declared for the spec; x-scope names what a token needs.
 _SECURITY_SCHEMES = {
     "HTTPBearer": {
@@ -184,13 +218,12 @@ def create_app(settings: Settings) -> FastAPI:
         "/v1/atp/{item_id}/{location_id}",
         response_model=SnapshotAnswer,
         responses={**_ERRORS, 404: {"model": ErrorAnswer, "description": "no snapshot"}},
-        openapi_extra=_READ_SCOPE,
+        openapi_extra={**_READ_SCOPE, "parameters": _path_parameters("item", "location")},
         tags=["atp"],
         summary="The snapshot of one item at one location, with its age",
     )
-    async def get_snapshot(
-        request: Request, item_id: _ItemPath, location_id: _LocationPath
-    ) -> Response:
+    async def get_snapshot(request: Request) -> Response:
+        item_id, location_id = _path_id(request, "item_id"), _path_id(request, "location_id")
         (found,) = await read(request, [Read(item_id, (location_id,))])
         raw = found.get(location_id)
         if raw is None:
@@ -201,11 +234,12 @@ def create_app(settings: Settings) -> FastAPI:
         "/v1/atp/{item_id}",
         response_model=ItemAnswer,
         responses={**_ERRORS, 404: {"model": ErrorAnswer, "description": "no snapshot"}},
-        openapi_extra=_READ_SCOPE,
+        openapi_extra={**_READ_SCOPE, "parameters": _path_parameters("item")},
         tags=["atp"],
         summary="Every location of an item, and the network totals",
     )
-    async def get_item(request: Request, item_id: _ItemPath) -> Response:
+    async def get_item(request: Request) -> Response:
+        item_id = _path_id(request, "item_id")
         (found,) = await read(request, [Read(item_id)])
         if not found:
             return _error(404, f"no snapshot for item {item_id!r}")

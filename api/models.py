@@ -16,7 +16,9 @@ from transforms.timeutil import parse_iso
 MAX_LOCATIONS = 100
 MAX_LINES = 500
 
-Id = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+ID_MAX = 200
+ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+Id = Annotated[str, Field(min_length=1, max_length=ID_MAX, pattern=ID_PATTERN)]
 PromiseClass = Literal[
     "IMMEDIATE", "CONDITIONAL_ON_TRANSFER", "CONDITIONAL_ON_INBOUND", "BACKORDER"
 ]

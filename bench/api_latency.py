@@ -160,8 +160,7 @@ async def run_rate(
     latencies: list[float] = []
     service: list[float] = []
     errors = 0
-    loop = asyncio.get_running_loop()
-    clock: Callable[[], float] = loop.time
+    clock: Callable[[], float] = time.perf_counter  # uvloop's loop.time() has 1 ms steps
 
     async def one(index: int, due: float) -> None:
         nonlocal errors
@@ -251,13 +250,16 @@ def main() -> None:
         folder = Path(tmp)
         rows = prepare_data(folder, url, args.events, args.skus)
         items = len({r["item_id"] for r in rows})
-        print(f"data: {len(rows)} snapshots, {items} items; {args.duration:.0f} s per rate")
+        print(
+            f"data: {len(rows)} snapshots, {items} items; {args.duration:.0f} s per rate; "
+            f"{os.cpu_count()} CPUs; load is the 1-minute load average after each run"
+        )
         chosen = [
             e for e in endpoints(rows, 4000, 7) if not args.endpoints or e.name in args.endpoints
         ]
         print(f"{'variant':14} {'endpoint':18} {'rate':>6} {'achieved':>9} {'p50 ms':>7} "
               f"{'p99 ms':>7} {'max ms':>7} {'svc p99':>7} {'errors':>6} "
-              f"{'srv cpu/req':>11} {'gen cpu/req':>11}")  # fmt: skip
+              f"{'srv cpu/req':>11} {'gen cpu/req':>11} {'load':>5}")  # fmt: skip
         for variant in args.variants:
             port = free_port()
             server = start_server(port, url, folder, VARIANTS[variant])
@@ -276,7 +278,7 @@ def main() -> None:
                             f"{variant:14} {endpoint.name:18} {rate:>6} {r['achieved']:>9.0f} "
                             f"{r['p50']:>7.2f} {r['p99']:>7.2f} {r['max']:>7.1f} "
                             f"{r['service_p99']:>7.2f} {r['errors']:>6.0f} "
-                            f"{server_ms:>8.3f} ms {own_ms:>8.3f} ms",
+                            f"{server_ms:>8.3f} ms {own_ms:>8.3f} ms {os.getloadavg()[0]:>5.1f}",
                             flush=True,
                         )
             finally:

@@ -444,3 +444,10 @@ def test_the_api_user_reads_atp_keys_and_cannot_write(
         SnapshotStore(reader).write([{**first, "revision": first["revision"] + 1}])
     assert redis.Redis.from_url(store_url).hget(key, "snapshot") is not None
     reader.close()
+
+
+def test_a_bad_path_id_answers_422(client: TestClient) -> None:
+    response = client.get("/v1/atp/SKU%01X/DC1", headers=READ)
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"] == "path.item_id"
+    assert client.get(f"/v1/atp/{'x' * 201}", headers=READ).status_code == 422
