@@ -1,46 +1,58 @@
-"""Benchmark: stream job throughput on real Kafka and Redis, next to a hand-written loop.
+"""Benchmark: stream job throughput and freshness on real Kafka, Redis and a schema registry.
 
-Prints figures; asserts nothing. In the same run, on the same topic contents:
+Prints figures; asserts nothing. In the same run, on the same topic contents (events as
+Confluent-framed Avro, as ``atp produce`` writes them):
 
-- baseline: one process, confluent-kafka consume -> the same fold -> Redis
-  compare-and-set writes and change records produced to Kafka, committing per batch;
+- baseline: one process, confluent-kafka consume -> decode -> the same fold -> Redis
+  compare-and-set writes and Avro change records produced to Kafka, committing per batch
+  (no transactions: it is the cost of the work, not of the guarantees);
 - the PyFlink job (``atp job``, exactly-once checkpoints every 5 s) at each
-  ``--parallelism`` asked for.
+  ``--parallelism`` asked for: the clock starts when producing starts and stops when the
+  last sentinel event (one per partition, after the log) has reached Redis;
+- freshness at half the sustained rate of the first job run: the log is produced at that
+  pace with a probe event every 20 ms on keys of their own; the time from producing a
+  probe to its revision being readable in Redis, p50 and p99.
 
-Each run starts on an idle topic; the clock starts when producing starts and stops when
-the last sentinel event (one per partition, after the log) has reached Redis.
-
-Usage: .venv/bin/python bench/stream_throughput.py [--events 200000] [--parallelism 1 2]
+Usage: .venv/bin/python bench/stream_throughput.py [--events 100000] [--parallelism 1 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-import orjson
 import redis
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from pipelines.commands.produce import record_key_and_time
+from pipelines.commands.produce import encoded_value, record_key_and_time
+from pipelines.event_codec import EventCodec
 from pipelines.replay import Replayer
 from pipelines.simulate import SimConfig, simulate
-from pipelines.stream_config import ROOT, Topics
-from state.serving import SnapshotStore
-from transforms.snapshot import snapshot_of
-from transforms.timeutil import format_iso, parse_iso
-from transforms.validation import parse_event
+from pipelines.stream_config import REGISTRY_URL, ROOT, Topics
+from pipelines.wire import WireFormat
+from state.schemas import ATP_CHANGE
+from state.serving import SnapshotStore, snapshot_key
+from transforms.events import Event
+from transforms.snapshot import QUANTITY_FIELDS, snapshot_of
 
 BOOTSTRAP = "127.0.0.1:9092"
 PARTITIONS = 4
 SENTINEL_ITEM = "__bench__"
+PROBE_ITEM = "__fresh__"
 ATP = [sys.executable, "-m", "pipelines.cli"]
+REDIS_URL = "redis://127.0.0.1:6379/13"
+
+Record = tuple[bytes | None, bytes, int]  # key, value, timestamp
 
 
 def infra(*args: str) -> None:
@@ -56,32 +68,61 @@ def create_topics(prefix: str) -> None:
         future.result(timeout=30)
 
 
-def produce(lines: list[bytes], topic: str, last_time: int) -> None:
-    """The log, then one sentinel event per partition."""
-    producer = Producer(
-        {"bootstrap.servers": BOOTSTRAP, "enable.idempotence": True, "linger.ms": 20}
-    )
+def encode_log(lines: list[bytes], topic: str) -> list[Record]:
+    """The log as ``atp produce`` writes it: Avro values, item|location keys, event times."""
+    codec = EventCodec(WireFormat(REGISTRY_URL), topic)
+    records: list[Record] = []
     at = 0
     for line in lines:
         key, at = record_key_and_time(line, at)
-        while True:
-            try:
-                producer.produce(topic, line, key=key, timestamp=at)
-                break
-            except BufferError:
-                producer.poll(0.2)
+        records.append((key, encoded_value(line, codec), at))
+    return records
+
+
+def probe_event(codec: EventCodec, partition: int, n: int, at: int) -> bytes:
+    event = Event(
+        f"probe-{partition}-{n}", "RECEIPT", PROBE_ITEM, f"P{partition}", 1, at,
+        None, None, None, None, None, None, None, None,
+    )  # fmt: skip
+    return codec.encode(event)
+
+
+def sentinel_event(codec: EventCodec, partition: int, at: int) -> bytes:
+    event = Event(
+        f"sentinel-{partition}", "RECEIPT", SENTINEL_ITEM, f"P{partition}", 1, at,
+        None, None, None, None, None, None, None, None,
+    )  # fmt: skip
+    return codec.encode(event)
+
+
+def new_producer() -> Producer:
+    return Producer({"bootstrap.servers": BOOTSTRAP, "enable.idempotence": True, "linger.ms": 5})
+
+
+def send(
+    producer: Producer, topic: str, value: bytes, key: bytes | None, at: int, partition: int = -1
+) -> None:
+    while True:
+        try:
+            producer.produce(topic, value, key=key, timestamp=at, partition=partition)
+            return
+        except BufferError:
+            producer.poll(0.1)
+
+
+def produce(records: list[Record], topic: str) -> None:
+    """The log, then one sentinel event per partition."""
+    producer = new_producer()
+    for key, value, at in records:
+        send(producer, topic, value, key, at)
         producer.poll(0)
     producer.flush(120)  # the log first, then the sentinels
+    codec = EventCodec(WireFormat(REGISTRY_URL), topic)
+    last = records[-1][2]
     for partition in range(PARTITIONS):
-        sentinel = {
-            "event_id": f"sentinel-{partition}",
-            "event_type": "RECEIPT",
-            "occurred_at": format_iso(last_time),
-            "item_id": SENTINEL_ITEM,
-            "location_id": f"P{partition}",
-            "quantity": 1,
-        }
-        producer.produce(topic, orjson.dumps(sentinel), partition=partition, timestamp=last_time)
+        send(
+            producer, topic, sentinel_event(codec, partition, last), None, last, partition=partition
+        )
     producer.flush(60)
 
 
@@ -106,6 +147,8 @@ def baseline(topic: str, store: SnapshotStore, changes_topic: str, total: int) -
         }
     )
     producer = Producer({"bootstrap.servers": BOOTSTRAP, "linger.ms": 20})
+    wire = WireFormat(REGISTRY_URL)
+    codec = EventCodec(wire, topic)
     consumer.subscribe([topic])
     replayer = Replayer()
     seen = 0
@@ -118,11 +161,8 @@ def baseline(topic: str, store: SnapshotStore, changes_topic: str, total: int) -
         changed: dict[tuple[str, str], None] = {}
         for message in batch:
             seen += 1
-            try:
-                event = parse_event(orjson.loads(message.value() or b""))
-            except orjson.JSONDecodeError:
-                continue
-            if isinstance(event, list):
+            event, _ = codec.decode(message.value() or b"")
+            if not isinstance(event, Event):
                 continue
             replayer.fold(event)
             for location in (event.location_id, event.to_location_id):
@@ -134,7 +174,17 @@ def baseline(topic: str, store: SnapshotStore, changes_topic: str, total: int) -
             if state is not None:
                 snap = snapshot_of(state, item, location, None).to_json()
                 snapshots.append(snap)
-                producer.produce(changes_topic, orjson.dumps(snap))
+                change = {
+                    "item_id": item,
+                    "location_id": location,
+                    "version": snap["version"],
+                    "revision": snap["revision"],
+                    "cause": "EVENT",
+                    "changed_at": 0,
+                    **{f: snap[f] for f in QUANTITY_FIELDS},
+                }
+                value = wire.encode(ATP_CHANGE, changes_topic, change)
+                producer.produce(changes_topic, value, key=f"{item}|{location}".encode())
         store.write(snapshots)
         producer.poll(0)
         consumer.commit(asynchronous=True)
@@ -144,8 +194,9 @@ def baseline(topic: str, store: SnapshotStore, changes_topic: str, total: int) -
     return time.perf_counter() - started
 
 
-def run_job(prefix: str, parallelism: int, lines: list[bytes], last: int, redis_url: str) -> float:
-    store = SnapshotStore.from_url(redis_url)
+@contextmanager
+def running_job(prefix: str, parallelism: int) -> Iterator[SnapshotStore]:
+    store = SnapshotStore.from_url(REDIS_URL)
     store.client.flushdb()
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "job.log"
@@ -160,7 +211,7 @@ def run_job(prefix: str, parallelism: int, lines: list[bytes], last: int, redis_
                 "--transactional-id-prefix",
                 prefix,
                 "--redis-url",
-                redis_url,
+                REDIS_URL,
                 "--parallelism",
                 str(parallelism),
                 "--checkpoint-dir",
@@ -171,60 +222,121 @@ def run_job(prefix: str, parallelism: int, lines: list[bytes], last: int, redis_
         )
         try:
             time.sleep(20)  # start-up is not part of the measurement
-            started = time.perf_counter()
-            produce(lines, prefix + "events", last)
-            if not wait_for_sentinels(store, 1800):
-                raise RuntimeError(f"the job did not finish; see {log}")
-            return time.perf_counter() - started
+            if job.poll() is not None:
+                raise RuntimeError(f"the job stopped: {log.read_text()[-2000:]}")
+            yield store
         finally:
             job.terminate()
             job.wait(60)
 
 
+def throughput(records: list[Record], parallelism: int) -> float:
+    prefix = f"bench-{uuid.uuid4().hex[:6]}."
+    create_topics(prefix)
+    with running_job(prefix, parallelism) as store:
+        started = time.perf_counter()
+        produce(records, prefix + "events")
+        if not wait_for_sentinels(store, 1800):
+            raise RuntimeError("the job did not finish")
+        return len(records) / (time.perf_counter() - started)
+
+
+def freshness(records: list[Record], rate: float) -> list[float]:
+    """Produce at ``rate`` events/s with a probe every 20 ms; seconds from producing each
+    probe to its revision being readable in Redis."""
+    prefix = f"bench-{uuid.uuid4().hex[:6]}."
+    create_topics(prefix)
+    topic = prefix + "events"
+    codec = EventCodec(WireFormat(REGISTRY_URL), topic)
+    sent: dict[tuple[int, int], float] = {}  # (partition, revision) -> produced at
+    seen: dict[tuple[int, int], float] = {}
+    done = threading.Event()
+
+    def poll(client: redis.Redis) -> None:
+        last = [0] * PARTITIONS
+        keys = [snapshot_key(PROBE_ITEM, f"P{p}") for p in range(PARTITIONS)]
+        while not done.is_set():
+            pipe = client.pipeline(transaction=False)
+            for key in keys:
+                pipe.hget(key, "revision")
+            now = time.perf_counter()
+            for p, value in enumerate(pipe.execute()):
+                revision = int(value or 0)
+                for r in range(last[p] + 1, revision + 1):
+                    seen[(p, r)] = now
+                last[p] = max(last[p], revision)
+            time.sleep(0.002)
+
+    with running_job(prefix, 1) as store:
+        poller = threading.Thread(target=poll, args=(store.client,), daemon=True)
+        poller.start()
+        producer = new_producer()
+        started = time.perf_counter()
+        next_probe, probes = started, [0] * PARTITIONS
+        for i, (key, value, at) in enumerate(records):
+            while time.perf_counter() < started + i / rate:
+                producer.poll(0.001)
+            send(producer, topic, value, key, at)
+            now = time.perf_counter()
+            if now >= next_probe:
+                partition = sum(probes) % PARTITIONS
+                probes[partition] += 1  # the probe key's revision once it is applied
+                probe = probe_event(codec, partition, probes[partition], at)
+                send(producer, topic, probe, None, at, partition=partition)
+                producer.poll(0)
+                sent[(partition, probes[partition])] = time.perf_counter()
+                next_probe = now + 0.02
+            producer.poll(0)
+        producer.flush(60)
+        deadline = time.monotonic() + 60
+        while len(seen.keys() & sent.keys()) < len(sent) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        done.set()
+        poller.join()
+    return sorted(seen[k] - sent[k] for k in sent if k in seen)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--parallelism", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--freshness-seconds", type=float, default=30)
     args = parser.parse_args()
 
     infra("fetch-jars.sh")
-    infra("kafka.sh", "start")
-    infra("redis.sh", "start")
+    for service in ("kafka.sh", "redis.sh", "registry.sh"):
+        infra(service, "start")
     lines = list(simulate(SimConfig(events=args.events, seed=5)))
-    last = max(parse_iso(r["occurred_at"]) for r in map(_loads, lines) if r)
-    redis_url = "redis://127.0.0.1:6379/13"
-    store = SnapshotStore.from_url(redis_url)
-
     prefix = f"bench-{uuid.uuid4().hex[:6]}."
     create_topics(prefix)
+    records = encode_log(lines, prefix + "events")
+    store = SnapshotStore.from_url(REDIS_URL)
     store.client.flushdb()
-    produce(lines, prefix + "events", last)
-    seconds = baseline(prefix + "events", store, prefix + "atp-changes", len(lines) + PARTITIONS)
+    produce(records, prefix + "events")
+    seconds = baseline(prefix + "events", store, prefix + "atp-changes", len(records) + PARTITIONS)
     base_rate = args.events / seconds
-    print(f"events: {args.events:,} ({PARTITIONS} partitions)")
+    print(f"events: {args.events:,} ({PARTITIONS} partitions, Avro)")
     print(f"baseline loop (1 process)   : {base_rate:>9,.0f} events/s  ({seconds:.1f}s)")
 
+    rates = {}
     for parallelism in args.parallelism:
-        prefix = f"bench-{uuid.uuid4().hex[:6]}."
-        create_topics(prefix)
-        seconds = run_job(prefix, parallelism, lines, last, redis_url)
-        rate = args.events / seconds
+        rates[parallelism] = rate = throughput(records, parallelism)
         print(
-            f"stream job, parallelism {parallelism}   : {rate:>9,.0f} events/s  ({seconds:.1f}s)"
+            f"stream job, parallelism {parallelism}   : {rate:>9,.0f} events/s"
             f"  = {rate / base_rate:.2f}x baseline"
         )
-    print("goals: >= 40,000 events/s and >= 0.5x the baseline")
-    redis.Redis.from_url(redis_url).flushdb()
-
-
-def _loads(line: bytes) -> dict[str, object] | None:
-    try:
-        record = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return None
-    if isinstance(record, dict) and isinstance(record.get("occurred_at"), str):
-        return record
-    return None
+    pace = rates[args.parallelism[0]] / 2
+    paced = records[: int(pace * args.freshness_seconds)]
+    latencies = freshness(paced, pace)
+    if latencies:
+        p50 = statistics.median(latencies)
+        p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+        print(
+            f"freshness at {pace:,.0f} events/s: p50 {p50 * 1000:,.0f} ms, "
+            f"p99 {p99 * 1000:,.0f} ms ({len(latencies)} probes)"
+        )
+    print("goals: >= 40,000 events/s, >= 0.5x the baseline, freshness p99 <= 1 s")
+    redis.Redis.from_url(REDIS_URL).flushdb()
 
 
 if __name__ == "__main__":

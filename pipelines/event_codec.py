@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Final
 
 from confluent_kafka.schema_registry.error import SchemaRegistryError
-from confluent_kafka.serialization import SerializationError
 
 from pipelines.dead_letters import decode_json_event, event_id_of
 from pipelines.wire import WireFormat
@@ -42,7 +41,7 @@ class EventCodec:
             if err.http_status_code != 404:
                 raise  # the registry is unreachable: a fault to restart from, not bad input
             return (Violation(UNDECODABLE, f"unknown Avro schema id: {err}"),), None
-        except (SerializationError, ValueError, EOFError, IndexError) as err:
+        except (ValueError, EOFError, IndexError) as err:
             return (Violation(UNDECODABLE, f"not a readable Avro event: {err}"),), None
         parsed = parse_event(record)
         event_id = record.get("event_id")
