@@ -52,6 +52,7 @@ test: setup lint
 
 bench: setup
 	$(PY) bench/replay_throughput.py
+	$(PY) -m bench.backfill_throughput
 
 clean:
 	rm -rf var .cache
