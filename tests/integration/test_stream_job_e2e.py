@@ -24,6 +24,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from pipelines.stream_config import Topics
 from state.serving import SnapshotStore
+from tests.golden.vectors import combined_log
 from tests.integration.topics import decode, message_key, read_committed
 from transforms.snapshot import QUANTITY_FIELDS
 from transforms.timeutil import format_iso, parse_iso
@@ -139,6 +140,16 @@ def test_stream_job_equals_replay(
         ],
         check=True,
     )
+    # The golden vectors first, each scenario on items and in a time window of its own,
+    # all before the simulated log: every rule and every reason code goes through the job.
+    simulated = events.read_bytes()
+    first_time = min(
+        parse_iso(record["occurred_at"])
+        for record in map(orjson.loads, simulated.splitlines()[:50])
+        if isinstance(record, dict) and isinstance(record.get("occurred_at"), str)
+    )
+    golden = combined_log(end_before=first_time - 24 * 3600 * 1000)
+    events.write_bytes(b"\n".join(golden) + b"\n" + simulated)
     replayed, dead = tmp_path / "replay.jsonl", tmp_path / "dlq.jsonl"
     channels = tmp_path / "channels.jsonl"
     subprocess.run(
