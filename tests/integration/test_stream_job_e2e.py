@@ -19,15 +19,20 @@ from typing import Any
 import orjson
 import pytest
 import redis
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from pipelines.stream_config import Topics
+from pipelines.stream_config import REGISTRY_URL, Topics
+from pipelines.wire import WireFormat
+from state.schemas import INVENTORY_EVENT
 from state.serving import SnapshotStore
 from tests.golden.vectors import combined_log
 from tests.integration.topics import decode, message_key, read_committed
+from transforms.channels import channel_available, parse_policy
+from transforms.events import Event
 from transforms.snapshot import QUANTITY_FIELDS
 from transforms.timeutil import format_iso, parse_iso
+from transforms.validation import event_to_record
 
 pytestmark = pytest.mark.integration
 
@@ -240,6 +245,41 @@ def test_stream_job_equals_replay(
         assert [c["version"] for c in ordered] == list(range(1, len(ordered) + 1))
         values = [c["available"] for c in ordered]
         assert all(a != b for a, b in itertools.pairwise(values))
+
+    _policy_change_applies_at_run_time(kafka_server, topic_prefix, store)
+
+
+def _policy_change_applies_at_run_time(servers: str, prefix: str, store: SnapshotStore) -> None:
+    """A new policy on the policy topic replaces the start-up one without a restart (a bad
+    one is ignored): the next change of a web location recomputes the item's web ATP."""
+    policy = {"channels": [{"channel": "web", "locations": ["DC1", "DC2"], "share": 0.5}]}
+    web = parse_policy(policy).channels[0]
+    producer = Producer({"bootstrap.servers": servers})
+    producer.produce(prefix + "policy", b"{not a policy", key=b"policy")
+    producer.produce(prefix + "policy", orjson.dumps(policy), key=b"policy")
+    producer.flush(30)
+    wire = WireFormat(REGISTRY_URL)
+    item = "SKU-POLICY"
+    # The policy and the events are separate streams: touch the item until a change
+    # computed with the new policy comes out (or give up).
+    deadline, n, latest = time.monotonic() + 90, 0, None
+    while time.monotonic() < deadline:
+        n += 1
+        receipt = Event(
+            f"policy-{n}", "RECEIPT", item, "DC1", 10, parse_iso("2030-01-01T00:00:00Z"),
+            None, None, None, None, None, None, None, None,
+        )  # fmt: skip
+        value = wire.encode(INVENTORY_EVENT, prefix + "events", event_to_record(receipt))
+        producer.produce(prefix + "events", value, key=f"{item}|DC1".encode())
+        producer.flush(30)
+        time.sleep(3)
+        records = [decode(m) for m in read_committed(servers, prefix + "channel-atp", 10**9, 2)]
+        mine = [r for r in records if r["item_id"] == item and r["channel"] == "web"]
+        latest = max(mine, key=lambda r: r["version"]) if mine else None
+        available = {s["location_id"]: s["available"] for s in store.item_snapshots(item)}
+        if latest is not None and latest["available"] == channel_available(web, available):
+            return
+    raise AssertionError(f"the new policy was not applied: last web change {latest}")
 
 
 def _wait_until_equal(
