@@ -10,6 +10,7 @@ from typing import NoReturn
 from pipelines.commands import (
     archive,
     backfill,
+    channel_sync,
     dump,
     explain,
     job,
@@ -36,6 +37,7 @@ COMMANDS = (
     backfill,
     archive,
     normalize,
+    channel_sync,
 )
 
 
