@@ -94,8 +94,9 @@ class DecodeEvents(ProcessFunction):  # type: ignore[misc]
         self.decoded = BatchedCounter(metrics.counter("eventsDecoded"))
         self.heartbeats = BatchedCounter(metrics.counter("heartbeats"))
 
-    def process_element(self, value: bytes | str, ctx: Any) -> Iterator[Any]:
-        raw = value.encode() if isinstance(value, str) else bytes(value)
+    def process_element(self, record: Row, ctx: Any) -> Iterator[Any]:
+        partition, offset, value = record  # see SourceRecordDeserializer (pipelines/jvm)
+        raw = value.encode("latin-1")
         if raw.startswith(HEARTBEAT_PREFIX):
             # Only its record timestamp matters: it moves the partition's watermark.
             self.heartbeats.inc()
@@ -103,7 +104,12 @@ class DecodeEvents(ProcessFunction):  # type: ignore[misc]
         decoded, event_id = self.codec.decode(raw)
         if not isinstance(decoded, Event):  # a tuple of violations (Event is a tuple too)
             self.dead_letters.inc()
-            letter = DeadLetter(decoded, raw, event_id, {"source_topic": self.topics.events})
+            source = {
+                "source_topic": self.topics.events,
+                "source_partition": partition,
+                "source_offset": offset,
+            }
+            letter = DeadLetter(decoded, raw, event_id, source)
             value = self.wire.encode(
                 DEAD_LETTER, self.topics.dead_letters, dead_letter_record(letter)
             )

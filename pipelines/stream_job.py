@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pyflink.common import Configuration, Duration, WatermarkStrategy
-from pyflink.common.serialization import ByteArraySchema, SimpleStringSchema
+from pyflink.common.serialization import SimpleStringSchema
 from pyflink.common.typeinfo import Types
 from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.datastream.connectors.base import DeliveryGuarantee, Sink
@@ -133,11 +133,15 @@ def build(env: StreamExecutionEnvironment, config: JobConfig) -> None:
         .set_starting_offsets(
             KafkaOffsetsInitializer.committed_offsets(KafkaOffsetResetStrategy.EARLIEST)
         )
-        .set_value_only_deserializer(ByteArraySchema())
         .set_property("isolation.level", "read_committed")
     )
     for key, value in config.kafka_properties.items():
         source_builder.set_property(key, value)
+    # (partition, offset, value) rows, so dead letters can say where a record came from
+    # (pipelines/jvm); PyFlink's Python builder only offers value-only deserializers.
+    source_builder._j_builder.setDeserializer(
+        get_gateway().jvm.org.atpstream.flink.SourceRecordDeserializer()
+    )
     # Watermarks per Kafka partition, from the record timestamps, which producers set to
     # occurred_at (``atp produce`` does). Generated after a merge of partitions instead,
     # a partition read late would hold events behind a watermark that has already moved

@@ -206,6 +206,14 @@ def test_stream_job_equals_replay(
     expected_dead = sorted(orjson.loads(line)["raw"] for line in dead.open("rb"))
     letters = read_committed(kafka_server, topic_prefix + "dead-letters", len(expected_dead), 60)
     assert sorted(decode(m)["raw"].decode("utf-8", "replace") for m in letters) == expected_dead
+    # Each names the record it came from: its raw bytes are that record's value.
+    logged = {
+        (m.partition(), m.offset()): m.value()
+        for m in read_committed(kafka_server, topic_prefix + "events", 10**9, 5)
+    }
+    for letter in map(decode, letters):
+        at = (letter["source_partition"], letter["source_offset"])
+        assert logged.get(at) == letter["raw"], f"dead letter {letter['reason']} at {at}"
 
     # ATP changes, read committed: one record per revision per key, the last equals the snapshot.
     total_revisions = sum(s["revision"] for s in actual.values())
