@@ -124,12 +124,9 @@ def _validation_answer(errors: list[dict[str, str]]) -> Response:
     return _json(body, 422)
 
 
-_AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorAnswer, "description": "no token, or an unknown token"},
     403: {"model": ErrorAnswer, "description": "the token lacks the scope"},
-}
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    **_AUTH_ERRORS,
     422: {"model": ValidationErrorAnswer, "description": "the request is not valid"},
     503: {"model": ErrorAnswer, "description": "the serving store is unavailable"},
 }

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 
 from api.auth import Principal
 from transforms.channels import EMPTY_POLICY, Policy
-from transforms.fold import DEFAULT_GRACE_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,5 +19,4 @@ class Settings:
     policy: Policy = field(default=EMPTY_POLICY)
     otlp_endpoint: str | None = None  # OTLP/HTTP base URL; None: no traces
     access_log: bool = True
-    grace_ms: int = DEFAULT_GRACE_MS
     decode_cache: int = 20_000  # decoded snapshots kept, by their stored JSON
