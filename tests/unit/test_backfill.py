@@ -18,10 +18,13 @@ import pytest
 
 from pipelines.backfill_sources import log_order, plan_json_lines
 from pipelines.cli import main
+from pipelines.dead_letters import decode_json_event
 from pipelines.wire import snapshot_record
 from state.schemas import INVENTORY_EVENT, parsed_schema
 from tests.golden.vectors import log_lines, scenarios
-from transforms.timeutil import parse_iso
+from transforms.events import Event
+from transforms.timeutil import format_iso, parse_iso
+from transforms.validation import event_to_record
 
 ATP = [sys.executable, "-m", "pipelines.cli"]
 OUTPUTS = ("snapshots", "channels", "dead_letters", "exceptions")
@@ -133,39 +136,24 @@ def test_avro_archive_and_avro_output_equal_replay(
 ) -> None:
     """Events archived in log order into several Avro files fold to the replay's snapshots."""
     log, _ = simulated
-    records = []
-    for line in log.read_bytes().splitlines():
-        try:
-            record = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
+    # The archive holds the valid events (what an archiver of the topic keeps), in order.
+    events = [
+        e for e in map(decode_json_event, log.read_bytes().splitlines()) if isinstance(e, Event)
+    ]
+    assert len(events) > 95_000
     archive = tmp_path / "archive"
-    archive.mkdir()
-    schema = parsed_schema(INVENTORY_EVENT)
-    written, parts = (
-        0,
-        [
-            ("event_date=2026-05-01", records[:40_000]),
-            ("event_date=2026-05-02", records[40_000:70_000]),
-            ("event_date=2026-05-03", records[70_000:]),
-        ],
-    )
-    for folder, part in parts:
-        (archive / folder).mkdir()
-        avro_records = [_avro_record(r) for r in part]
-        valid = [r for r in avro_records if r is not None]
-        with (archive / folder / "part-0.avro").open("wb") as out:
-            fastavro.writer(out, schema, valid)
-        written += len(valid)
-    assert written > 95_000
+    parts = [events[:40_000], events[40_000:70_000], events[70_000:]]
+    for day, part in enumerate(parts, 1):
+        folder = archive / f"event_date=2026-05-0{day}"
+        folder.mkdir(parents=True)
+        with (folder / "part-0.avro").open("wb") as out:
+            fastavro.writer(out, parsed_schema(INVENTORY_EVENT), map(event_to_record, part))
 
-    # The reference: replay of exactly the archived records, in archive order.
+    # The reference: replay of the same events, in archive order.
     archived_log = tmp_path / "archived.jsonl"
-    with archived_log.open("wb") as out:
-        for _, part in parts:
-            out.writelines(orjson.dumps(r) + b"\n" for r in part if _avro_record(r) is not None)
+    archived_log.write_bytes(
+        b"".join(orjson.dumps(event_json(e)) + b"\n" for part in parts for e in part)
+    )
     reference = tmp_path / "reference.jsonl"
     assert main(["replay", "--input", str(archived_log), "--output", str(reference)]) == 0
 
@@ -193,20 +181,13 @@ def test_avro_archive_and_avro_output_equal_replay(
     assert got == expected
 
 
-def _avro_record(record: dict[str, Any]) -> dict[str, Any] | None:
-    """The record as an ``InventoryEvent``, or None where the schema cannot hold it."""
-    fields = [
-        f["name"] for f in orjson.loads(Path("avro/inventory_event.avsc").read_bytes())["fields"]
-    ]
-    try:
-        converted = {name: record.get(name) for name in fields}
-        for name in ("occurred_at", "expected_at", "expires_at"):
-            if converted[name] is not None:
-                converted[name] = parse_iso(converted[name])
-        fastavro.validation.validate(converted, parsed_schema(INVENTORY_EVENT), raise_errors=True)
-    except (ValueError, TypeError, fastavro.validation.ValidationError):
-        return None
-    return converted
+def event_json(event: Event) -> dict[str, Any]:
+    """The canonical JSON of an event (times as ISO-8601)."""
+    record = event_to_record(event)
+    for name in ("occurred_at", "expected_at", "expires_at"):
+        if record[name] is not None:
+            record[name] = format_iso(record[name])
+    return {k: v for k, v in record.items() if v is not None}
 
 
 def _millis(record: Any) -> dict[str, Any]:
