@@ -67,7 +67,12 @@ POLICY = {
 
 
 def start_job(
-    prefix: str, kafka: str, redis_url: str, tmp_path: Path, restore_from: str | None = None
+    prefix: str,
+    kafka: str,
+    redis_url: str,
+    tmp_path: Path,
+    restore_from: str | None = None,
+    parallelism: int = 1,
 ) -> subprocess.Popen[bytes]:
     (tmp_path / "policy.json").write_bytes(orjson.dumps(POLICY))
     args = [
@@ -91,6 +96,8 @@ def start_job(
         str(OUT_OF_ORDERNESS_MS),
         "--policy",
         str(tmp_path / "policy.json"),
+        "--parallelism",
+        str(parallelism),
     ]
     if restore_from:
         args += ["--restore-from", restore_from]
@@ -117,7 +124,8 @@ def job(
     topic_prefix: str, kafka_server: str, redis_server: str, tmp_path: Path
 ) -> Iterator[subprocess.Popen[bytes]]:
     redis.Redis.from_url(redis_server).flushdb()
-    process = start_job(topic_prefix, kafka_server, redis_server, tmp_path)
+    # Parallelism 2: keys, channels and watermarks spread over two subtasks each.
+    process = start_job(topic_prefix, kafka_server, redis_server, tmp_path, parallelism=2)
     yield process
     stop_job(process)
 
