@@ -7,17 +7,13 @@ import signal
 import sys
 import time
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
-
-from pipelines.channel_sync.config import ConfigError, load_config
-from pipelines.channel_sync.loop import ChannelSync
-from pipelines.channel_sync.metrics import Metrics
 from pipelines.kafka_options import add_kafka_arguments, add_registry_argument, client_config
 from pipelines.usage import UsageError
-from pipelines.wire import WireFormat
+
+if TYPE_CHECKING:
+    from confluent_kafka import Consumer
 
 
 def register(subparsers: Any) -> None:
@@ -79,6 +75,8 @@ def _partitions(consumer: Consumer, topic: str) -> int | None:
 def _ensure_dead_letter_topic(
     args: argparse.Namespace, consumer: Consumer, partitions: int
 ) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
     if _partitions(consumer, args.dead_letter_topic) is not None:
         return
     admin = AdminClient(client_config(args))
@@ -96,6 +94,14 @@ def _ensure_dead_letter_topic(
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: every other ``atp`` command would pay for httpx and the loop.
+    from confluent_kafka import Consumer, Producer
+
+    from pipelines.channel_sync.config import ConfigError, load_config
+    from pipelines.channel_sync.loop import ChannelSync
+    from pipelines.channel_sync.metrics import Metrics
+    from pipelines.wire import WireFormat
+
     if args.commit_interval <= 0 or args.max_outstanding < 1:
         raise UsageError("--commit-interval and --max-outstanding must be positive")
     try:
