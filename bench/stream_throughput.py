@@ -9,6 +9,9 @@ Confluent-framed Avro, as ``atp produce`` writes them):
 - the PyFlink job (``atp job``, exactly-once checkpoints every 5 s) at each
   ``--parallelism`` asked for: the clock starts when producing starts and stops when the
   last sentinel event (one per partition, after the log) has reached Redis;
+- the PyFlink floor (``bench/pyflink_floor.py``): the job's shape, source, a Python
+  function, key_by, a keyed Python function with a ValueState, with no ATP work in it;
+  what PyFlink itself allows here;
 - freshness at half the sustained rate of the first job run: the log is produced at that
   pace with a probe event every 20 ms on keys of their own; the time from producing a
   probe to its revision being readable in Redis, p50 and p99.
@@ -325,6 +328,21 @@ def main() -> None:
             f"stream job, parallelism {parallelism}   : {rate:>9,.0f} events/s"
             f"  = {rate / base_rate:.2f}x baseline"
         )
+    floor = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "pyflink_floor.py"), prefix + "events"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    count, seconds = next(
+        line.split()[1:] for line in floor.stdout.splitlines() if line.startswith("FLOOR")
+    )
+    floor_rate = int(count) / float(seconds)
+    print(
+        f"PyFlink floor, no ATP work  : {floor_rate:>9,.0f} events/s"
+        f"  = {floor_rate / base_rate:.2f}x baseline; the job reaches "
+        f"{rates[args.parallelism[0]] / floor_rate:.2f}x the floor"
+    )
     pace = rates[args.parallelism[0]] / 2
     paced = records[: int(pace * args.freshness_seconds)]
     latencies = freshness(paced, pace)
