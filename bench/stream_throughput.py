@@ -334,10 +334,10 @@ def main() -> None:
         text=True,
         check=True,
     )
-    count, seconds = next(
+    floor_count, floor_seconds = next(
         line.split()[1:] for line in floor.stdout.splitlines() if line.startswith("FLOOR")
     )
-    floor_rate = int(count) / float(seconds)
+    floor_rate = int(floor_count) / float(floor_seconds)
     print(
         f"PyFlink floor, no ATP work  : {floor_rate:>9,.0f} events/s"
         f"  = {floor_rate / base_rate:.2f}x baseline; the job reaches "
