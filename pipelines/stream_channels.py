@@ -72,6 +72,10 @@ class FanOutToChannels(BroadcastProcessFunction):  # type: ignore[misc]
 
     def open(self, runtime_context: Any) -> None:
         self._parsed: tuple[str | None, Policy] = (None, EMPTY_POLICY)
+        # The broadcast state's document, read once: only process_broadcast_element of
+        # this same instance changes it (a restore makes a new instance).
+        self._document: str | None = None
+        self._read = False
         metrics = runtime_context.get_metrics_group()
         self.rejected = metrics.counter("policiesRejected")
 
@@ -84,7 +88,10 @@ class FanOutToChannels(BroadcastProcessFunction):  # type: ignore[misc]
         return self._parsed[1]
 
     def process_element(self, row: Row, ctx: Any) -> Iterator[Row]:
-        document = ctx.get_broadcast_state(POLICY_STATE).get(_CURRENT) or self.initial_policy
+        if not self._read:
+            self._document = ctx.get_broadcast_state(POLICY_STATE).get(_CURRENT)
+            self._read = True
+        document = self._document or self.initial_policy
         item, location, available, as_of = row[2], row[3], row[6], row[7]
         for channel in self._policy(document).channels_for(location):
             share = channel.share
@@ -109,6 +116,7 @@ class FanOutToChannels(BroadcastProcessFunction):  # type: ignore[misc]
             self.rejected.inc()  # a bad policy never replaces a good one
             return
         ctx.get_broadcast_state(POLICY_STATE).put(_CURRENT, document)
+        self._document, self._read = document, True
 
 
 class ChannelAvailability(KeyedProcessFunction):  # type: ignore[misc]

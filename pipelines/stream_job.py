@@ -73,6 +73,8 @@ def flink_configuration(config: JobConfig, local: bool = False) -> Configuration
         "state.backend.type": config.state_backend,
         "restart-strategy.type": "exponential-delay",
         "parallelism.default": str(config.parallelism),
+        # Chained JVM operators hand records on without copying; none keeps a reference.
+        "pipeline.object-reuse": "true",
         "pipeline.jars": ";".join(jar.as_uri() for jar in _jars()),
     }
     if local:
