@@ -23,13 +23,20 @@ def register(subparsers: Any) -> None:
         help="run the promise and ATP read API",
         description=(
             "Serve ATP snapshots and promises over HTTP from the Redis serving store, as the "
-            "read-only ACL user that infra/redis.sh creates. Every flag has an environment "
-            "variable; a flag wins over it. See docs/api.md."
+            "read-only ACL user that infra/redis.sh creates. Flags win over the environment "
+            "variables named in their help. See docs/api.md."
         ),
     )
-    parser.add_argument("--host", default=_env("ATP_API_HOST", "127.0.0.1"), help="bind address")
     parser.add_argument(
-        "--port", type=int, default=int(_env("ATP_API_PORT", "8000") or 8000), help="bind port"
+        "--host", default=_env("ATP_API_HOST", "127.0.0.1"), help="bind address (env ATP_API_HOST)"
+    )
+    # A string default: argparse converts it only when serve runs, so a bad ATP_API_PORT
+    # is a usage error of serve and never breaks the other commands.
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=_env("ATP_API_PORT", "8000"),
+        help="bind port (env ATP_API_PORT)",
     )
     parser.add_argument(
         "--redis-url",
