@@ -77,7 +77,8 @@ def test_every_subcommand_has_help() -> None:
     parser = build_parser()
     action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     names = set(action.choices)
-    assert names == {c.__name__.rsplit(".", 1)[1] for c in COMMANDS}
+    # A module per command, named like it (``channel-sync`` in ``channel_sync.py``).
+    assert names == {c.__name__.rsplit(".", 1)[1].replace("_", "-") for c in COMMANDS}
     for name in names:
         result = atp(name, "--help")
         assert result.returncode == 0 and b"usage: atp " + name.encode() in result.stdout
