@@ -118,8 +118,10 @@ class ChannelSync:
         self._paused = False  # a new assignment starts unpaused
 
     def on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Commit what is finished; what is not is the next owner's to push (again)."""
-        self.commit()
+        """Commit what is finished; what is not is the next owner's to push (again).
+        After a failed dead letter nothing more is committed: the error is on its way up."""
+        if self._failure is None:
+            self.commit()
         for tp in partitions:
             self.tracker.forget(tp.partition)
             self.at_end.pop(tp.partition, None)
