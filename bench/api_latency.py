@@ -11,9 +11,11 @@ loop is bounded (``--duration`` seconds per endpoint and rate).
   not hidden by a client that waits for it). Requests go over ``--connections``
   keep-alive HTTP/1.1 connections with a minimal client on uvloop; a request whose
   due time finds every connection busy waits, and that wait counts.
-- Variants (``--variants``): ``default`` (uvloop, httptools, access log on),
-  ``no-access-log``, and ``asyncio-h11`` (the pure-Python loop and parser), measured in
-  the same run for the ratios.
+- Variants (``--variants``): ``default`` (one process, uvloop, httptools, access log
+  on), ``no-access-log``, ``asyncio-h11`` (the pure-Python loop and parser) and
+  ``2-workers``, measured in the same run for the ratios.
+- CPU per request: of the server (all its processes) and of this load generator, from
+  /proc; unlike latency, it hardly depends on what else the machine runs.
 
 Usage: .venv/bin/python bench/api_latency.py [--duration 5] [--rates 500 1000 2000]
        [--variants default no-access-log asyncio-h11] [--db 13]
@@ -50,6 +52,7 @@ VARIANTS: dict[str, list[str]] = {
     "default": [],
     "no-access-log": ["--no-access-log"],
     "asyncio-h11": ["--loop", "asyncio", "--http", "h11"],
+    "2-workers": ["--workers", "2"],
 }
 
 
@@ -60,9 +63,11 @@ class Endpoint:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (from /proc)."""
+    """User + system CPU time so far of a process and its children (uvicorn's workers)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return own + sum(cpu_seconds(int(child)) for child in children)
 
 
 def own_cpu_seconds() -> float:

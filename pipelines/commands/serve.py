@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,12 @@ def register(subparsers: Any) -> None:
         "--redis-max-connections", type=int, default=64, help="connection pool size (64)"
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=_env("ATP_API_WORKERS", "1"),
+        help="server processes sharing the port (env ATP_API_WORKERS; default 1)",
+    )
+    parser.add_argument(
         "--loop", choices=["uvloop", "asyncio"], default="uvloop", help="event loop (uvloop)"
     )
     parser.add_argument(
@@ -130,6 +137,19 @@ def settings_from(args: argparse.Namespace) -> Any:
     )
 
 
+_WORKER_ARGS = "ATP_API_SERVE_ARGS"
+
+
+def worker_app() -> Any:
+    """The app of one worker process, from the command line its parent was given."""
+    from api.app import create_app
+    from api.telemetry import configure_logging
+
+    args = argparse.Namespace(**json.loads(os.environ[_WORKER_ARGS]))
+    configure_logging(args.log_level)
+    return create_app(settings_from(args))
+
+
 def run(args: argparse.Namespace) -> int:
     # Imported here so that the other commands do not pay for FastAPI and uvicorn.
     import uvicorn
@@ -137,16 +157,31 @@ def run(args: argparse.Namespace) -> int:
     from api.app import create_app
     from api.telemetry import configure_logging
 
-    settings = settings_from(args)
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    settings = settings_from(args)  # checked here, so that a bad flag never starts workers
     configure_logging(args.log_level)
-    uvicorn.run(
-        create_app(settings),
-        host=args.host,
-        port=args.port,
-        loop=args.loop,
-        http=args.http,
-        access_log=False,  # the API logs each request itself, with its correlation id
-        log_config=None,
-        server_header=False,
-    )
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "loop": args.loop,
+        "http": args.http,
+        "access_log": False,  # the API logs each request itself, with its correlation id
+        "log_config": None,
+        "server_header": False,
+    }
+    if args.workers == 1:
+        uvicorn.run(create_app(settings), **options)
+    else:
+        # Worker processes import the app by name and rebuild it from the same arguments.
+        os.environ[_WORKER_ARGS] = json.dumps({k: v for k, v in vars(args).items() if k != "run"})
+        # A worker imports FastAPI and the rest before it answers the parent's health
+        # check; on a busy machine that takes longer than uvicorn's 5 s default.
+        uvicorn.run(
+            f"{__name__}:worker_app",
+            factory=True,
+            workers=args.workers,
+            timeout_worker_healthcheck=60,
+            **options,
+        )
     return 0
