@@ -115,6 +115,36 @@ class Server:
     url: str
     log: Path
     replayed: ReplayedLog
+    store_url: str  # the Redis it reads
+
+
+def start_serve(folder: Path, log: Path, *options: str) -> tuple[subprocess.Popen[bytes], str]:
+    """``atp serve`` on a free loopback port; returns once /readyz answers 200."""
+    port = free_port()
+    command = [sys.executable, "-m", "pipelines.cli", "serve", "--port", str(port)]
+    command += ["--tokens", str(tokens_file(folder)), *options]
+    env = {**os.environ, "OTEL_BSP_SCHEDULE_DELAY": "100"}  # export spans every 100 ms
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + STARTUP_S
+    while True:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return process, base
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"atp serve did not become ready:\n{log.read_text()}")
+        time.sleep(0.1)
+
+
+def stop_serve(process: subprocess.Popen[bytes], log: Path) -> None:
+    process.terminate()
+    # uvicorn shuts down gracefully, then re-raises the signal it caught.
+    assert process.wait(timeout=30) in {0, -signal.SIGTERM}, log.read_text()
+    assert "Application shutdown complete." in log.read_text()
 
 
 @pytest.fixture(scope="module")
@@ -125,32 +155,31 @@ def server(
     replayed = replay_small_log(folder)
     url = api_db_url(redis_server)
     load_into_redis(url, replayed)
-    port = free_port()
     log = folder / "serve.log"
-    command = [sys.executable, "-m", "pipelines.cli", "serve", "--port", str(port)]
-    command += ["--redis-url", url, "--tokens", str(tokens_file(folder))]
-    command += ["--policy", str(replayed.policy_path), "--otlp-endpoint", collector.url]
-    env = {**os.environ, "OTEL_BSP_SCHEDULE_DELAY": "100"}  # export spans every 100 ms
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + STARTUP_S
-    while True:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"atp serve did not become ready:\n{log.read_text()}")
-        time.sleep(0.1)
-    yield Server(base, log, replayed)
-    process.terminate()
-    # uvicorn shuts down gracefully, then re-raises the signal it caught.
-    assert process.wait(timeout=20) in {0, -signal.SIGTERM}, log.read_text()
-    assert "Application shutdown complete." in log.read_text()
+    process, base = start_serve(
+        folder,
+        log,
+        *("--redis-url", url, "--policy", str(replayed.policy_path)),
+        *("--otlp-endpoint", collector.url),
+    )
+    yield Server(base, log, replayed, url)
+    stop_serve(process, log)
     redis.Redis.from_url(url).flushdb()
+
+
+def test_worker_processes_serve_the_same_answers(server: Server, tmp_path: Path) -> None:
+    log = tmp_path / "workers.log"
+    process, base = start_serve(tmp_path, log, "--workers", "2", "--redis-url", server.store_url)
+    try:
+        first = server.replayed.snapshots[0]
+        path = f"/v1/atp/{first['item_id']}/{first['location_id']}"
+        for _ in range(4):
+            answer = httpx.get(f"{base}{path}", headers=READ)
+            assert answer.status_code == 200
+            assert answer.json()["snapshot"] == first
+    finally:
+        stop_serve(process, log)
+    assert log.read_text().count("Application startup complete.") >= 2
 
 
 def log_entries(server: Server) -> list[dict[str, Any]]:
