@@ -151,26 +151,32 @@ def build(env: StreamExecutionEnvironment, config: JobConfig) -> None:
     watermarks = WatermarkStrategy.for_bounded_out_of_orderness(
         Duration.of_millis(config.out_of_orderness_ms)
     ).with_idleness(Duration.of_millis(config.idleness_ms))
-    raw = env.from_source(source_builder.build(), watermarks, "events")
+    # Every stateful operator has a fixed uid, so savepoints restore into a changed job.
+    raw = env.from_source(source_builder.build(), watermarks, "events").uid("events-source")
 
-    decoded = raw.process(
-        DecodeEvents(config.topics, config.registry_url), output_type=KEYED_EVENT
-    ).name("decode")
+    decoded = (
+        raw.process(DecodeEvents(config.topics, config.registry_url), output_type=KEYED_EVENT)
+        .name("decode")
+        .uid("decode")
+    )
     decoded.get_side_output(DEAD_LETTERS).sink_to(
         _sink(config, config.topics.dead_letters, "dlq")
-    ).name("dead letters")
+    ).name("dead letters").uid("dead-letters-sink")
 
     changes = (
         decoded.key_by(lambda row: row[0], key_type=Types.STRING())
         .process(FoldByKey(config.topics, config.registry_url), output_type=SNAPSHOT_CHANGE)
         .name("fold")
+        .uid("fold")
     )
     changes.get_side_output(EXCEPTIONS).sink_to(
         _sink(config, config.topics.exceptions, "exceptions")
-    ).name("exceptions")
-    changes.sink_to(_redis_sink(config)).name("redis")
+    ).name("exceptions").uid("exceptions-sink")
+    changes.sink_to(_redis_sink(config)).name("redis").uid("redis-sink")
     _channel_stage(env, config, changes)
-    changes.sink_to(_sink(config, config.topics.atp_changes, "changes")).name("atp changes")
+    changes.sink_to(_sink(config, config.topics.atp_changes, "changes")).name("atp changes").uid(
+        "atp-changes-sink"
+    )
 
 
 def _channel_stage(env: StreamExecutionEnvironment, config: JobConfig, changes: Any) -> None:
@@ -185,19 +191,24 @@ def _channel_stage(env: StreamExecutionEnvironment, config: JobConfig, changes: 
         .set_properties(dict(config.kafka_properties))
         .build()
     )
-    policy_stream = env.from_source(policies, WatermarkStrategy.no_watermarks(), "policy")
+    policy_stream = env.from_source(policies, WatermarkStrategy.no_watermarks(), "policy").uid(
+        "policy-source"
+    )
     (
         changes.connect(policy_stream.broadcast(POLICY_STATE))
         .process(FanOutToChannels(config.policy), output_type=CHANNEL_UPDATE)
         .name("channel fan-out")
+        .uid("channel-fan-out")
         .key_by(lambda row: row[0], key_type=Types.STRING())
         .process(
             ChannelAvailability(config.topics.channel_atp, config.registry_url),
             output_type=KEYED_RECORD,
         )
         .name("channel ATP")
+        .uid("channel-atp")
         .sink_to(_sink(config, config.topics.channel_atp, "channels"))
         .name("channel changes")
+        .uid("channel-atp-sink")
     )
 
 
