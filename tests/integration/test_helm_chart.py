@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from pipelines.channel_sync.config import load_config
 from pipelines.cli import build_parser
 from pipelines.commands import job as job_command
 from pipelines.commands import serve as serve_command
+from pipelines.stream_config import CONNECTOR_JAR
 from transforms.channels import parse_policy
 
 pytestmark = pytest.mark.integration
@@ -296,6 +298,12 @@ def test_values_schema_refuses_bad_values(
     assert result.returncode != 0
     assert "values don't meet the specifications of the schema" in result.stderr
     assert message in result.stderr
+
+
+def test_parallelism_is_bounded_by_max_parallelism(tools: dict[str, Path]) -> None:
+    result = _render(tools["helm"], "--set", "flink.parallelism=256")
+    assert result.returncode != 0
+    assert "flink.parallelism 256 is above flink.maxParallelism 128" in result.stderr
 
 
 def test_values_schema_accepts_secret_references(tools: dict[str, Path]) -> None:
@@ -588,3 +596,23 @@ def test_notes_tell_what_to_do_next(tools: dict[str, Path], tmp_path: Path) -> N
     for secret in ("atp-api-tokens", "atp-redis-writer", "atp-kafka-sasl", "atp-webhook-keys"):
         assert secret in text
     assert "docs/runbooks/upgrade-with-savepoint.md" in text
+
+
+def test_kafka_metrics_of_the_dashboard_exist_in_the_connector() -> None:
+    """The Kafka consumer metrics the dashboard queries (the rest are checked against Flink
+    by tests/unit/test_monitoring_assets.py): the reader registers the consumer's metrics
+    under KafkaSourceReader.KafkaConsumer, and the reporter turns '-' into '_'."""
+    result = _run(ROOT / "infra" / "fetch-jars.sh")
+    assert result.returncode == 0, result.stdout + result.stderr
+    names = {
+        name
+        for expr in re.findall(
+            r'"expr": "([^"]*)"', (CHART / "dashboards/atp-stream.json").read_text()
+        )
+        for name in re.findall(r"flink_taskmanager_job_task_operator_KafkaSourceReader_(\w+)", expr)
+    }
+    assert names == {"KafkaConsumer_records_lag_max"}
+    with zipfile.ZipFile(CONNECTOR_JAR) as jar:
+        classes = b"".join(jar.read(n) for n in jar.namelist() if n.endswith(".class"))
+    for part in (b"KafkaSourceReader", b"KafkaConsumer", b"records-lag-max"):
+        assert part in classes, part

@@ -147,6 +147,7 @@ Secrets), extra variables. Empty when there is none. */}}
 {{- $f := .Values.flink }}
 {{- $c := dict
   "taskmanager.numberOfTaskSlots" ($f.taskSlots | toString)
+  "pipeline.max-parallelism" ($f.maxParallelism | toString)
   "execution.checkpointing.interval" (printf "%d ms" (int $f.checkpointIntervalMs))
   "execution.checkpointing.mode" "EXACTLY_ONCE"
   "execution.checkpointing.externalized-checkpoint-retention" "RETAIN_ON_CANCELLATION"
