@@ -39,7 +39,9 @@ if [ "${1:-}" = "check" ]; then
 fi
 
 need_go() {
-    command -v go >/dev/null || die "go not found; install Go (https://go.dev/doc/install or apt-get install -y golang)"
+    # The usual install location, when it is not on PATH (e.g. a non-login shell).
+    command -v go >/dev/null || PATH="$PATH:/usr/local/go/bin"
+    command -v go >/dev/null || die "go not found; install Go 1.26 or newer (helm v3.21 and kubeconform v0.8 need it)"
 }
 
 mkdir -p "$BIN"
