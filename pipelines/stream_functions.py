@@ -110,10 +110,10 @@ class DecodeEvents(ProcessFunction):  # type: ignore[misc]
                 "source_offset": offset,
             }
             letter = DeadLetter(decoded, raw, event_id, source)
-            value = self.wire.encode(
+            encoded = self.wire.encode(
                 DEAD_LETTER, self.topics.dead_letters, dead_letter_record(letter)
             )
-            yield DEAD_LETTERS, Row(event_id, jvm_string(value))
+            yield DEAD_LETTERS, Row(event_id, jvm_string(encoded))
             return
         self.decoded.inc()
         payload = orjson.dumps(tuple(decoded)).decode()
