@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,24 +158,23 @@ async def _exchange(
 
 async def run_rate(
     port: int, endpoint: Endpoint, rate: int, seconds: float, connections: int
-) -> dict[str, float]:
+) -> dict[str, Any]:
     idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
     for _ in range(connections):
         idle.put_nowait(await asyncio.open_connection("127.0.0.1", port))
     total = int(rate * seconds)
     latencies: list[float] = []
     service: list[float] = []
-    errors = 0
+    failures: Counter[str] = Counter()  # what went wrong: a status code or an exception
     clock: Callable[[], float] = time.perf_counter  # uvloop's loop.time() has 1 ms steps
 
     async def one(index: int, due: float) -> None:
-        nonlocal errors
         connection = await idle.get()
         sent = clock()
         try:
             status = await _exchange(*connection, endpoint.requests[index % len(endpoint.requests)])
-        except (OSError, asyncio.IncompleteReadError, ValueError):
-            errors += 1
+        except (OSError, asyncio.IncompleteReadError, ValueError) as err:
+            failures[type(err).__name__] += 1
             connection = await asyncio.open_connection("127.0.0.1", port)
         else:
             done = clock()
@@ -182,7 +182,7 @@ async def run_rate(
                 latencies.append(done - due)
                 service.append(done - sent)
             else:
-                errors += 1
+                failures[str(status)] += 1
         idle.put_nowait(connection)
 
     tasks = []
@@ -207,7 +207,8 @@ async def run_rate(
     return {
         "sent": total,
         "achieved": len(latencies) / elapsed,
-        "errors": errors,
+        "errors": sum(failures.values()),
+        "failures": failures,
         "p50": pct(latencies, 0.50),
         "p99": pct(latencies, 0.99),
         "max": pct(latencies, 1.0),
@@ -287,6 +288,8 @@ def main() -> None:
                             f"{server_ms:>8.3f} ms {own_ms:>8.3f} ms {os.getloadavg()[0]:>5.1f}",
                             flush=True,
                         )
+                        if r["failures"]:
+                            print(f"{'':14} failures: {dict(r['failures'])}", flush=True)
             finally:
                 server.terminate()
                 server.wait(timeout=20)
