@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict
 
 from transforms.promise import DEFAULT_CONFIDENCE
-from transforms.timeutil import parse_iso
+from transforms.timeutil import format_iso, parse_iso
 
 MAX_LOCATIONS = 100
 MAX_LINES = 500
@@ -30,9 +30,11 @@ class _Strict(BaseModel):
 
 def _iso_time(value: str) -> str:
     try:
-        parse_iso(value)
-    except ValueError:
-        raise ValueError(f"not an ISO-8601 time such as 2026-05-11T08:00:00Z: {value!r}") from None
+        format_iso(parse_iso(value))  # in UTC too, the time must fall in years 1 to 9999
+    except (ValueError, OverflowError):
+        raise ValueError(
+            f"not an ISO-8601 time such as 2026-05-11T08:00:00Z (years 1 to 9999 UTC): {value!r}"
+        ) from None
     return value
 
 

@@ -294,6 +294,11 @@ def test_tokens_and_scopes(client: TestClient, replayed: ReplayedLog) -> None:
         ({"item_id": "SKU-1", "quantity": 1, "qty": 2}, "body.qty", "Extra inputs"),
         ({"item_id": "SKU-1", "quantity": 1, "at": "soon"}, "body.at", "not an ISO-8601 time"),
         ({"item_id": "SKU-1", "quantity": 1, "at": 1.5e9}, "body.at", "valid string"),
+        (
+            {"item_id": "SKU-1", "quantity": 1, "at": "0001-01-01T00:00:00+14:00"},
+            "body.at",
+            "years 1 to 9999 UTC",
+        ),
         ({"item_id": "SKU-1", "quantity": "5"}, "body.quantity", "valid integer"),
         ({"item_id": "SKU-1", "quantity": 5.0}, "body.quantity", "valid integer"),
         ({"item_id": "SKU-1", "quantity": True}, "body.quantity", "valid integer"),
