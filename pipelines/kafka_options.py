@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from pipelines.stream_config import REGISTRY_URL
@@ -20,7 +21,8 @@ def add_kafka_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a Kafka client setting, passed through (repeatable), e.g. security.protocol=SASL_SSL",
+        help="a Kafka client setting, passed through (repeatable), e.g. security.protocol="
+        "SASL_SSL; a value @FILE is read from FILE (e.g. sasl.password=@/run/secrets/kafka)",
     )
 
 
@@ -32,12 +34,28 @@ def add_registry_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def kafka_settings(args: argparse.Namespace) -> dict[str, str]:
+def kafka_settings(args: argparse.Namespace, resolve_files: bool = True) -> dict[str, str]:
+    """The ``-X`` settings. A value ``@FILE`` is the content of FILE (trailing newline
+    dropped), so a password stays off the command line; ``@@`` starts a literal ``@``.
+    Without ``resolve_files`` (the stream job, whose settings travel inside the job graph),
+    a ``@FILE`` value is a usage error."""
     settings: dict[str, str] = {}
     for item in args.kafka_settings:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise UsageError(f"-X expects KEY=VALUE, got {item!r}")
+        if value.startswith("@@"):
+            value = value[1:]
+        elif value.startswith("@"):
+            if not resolve_files:
+                raise UsageError(
+                    f"-X {key}=@FILE is for the command-line clients; the job's Java clients "
+                    "resolve secrets themselves with a config provider (docs/security.md)"
+                )
+            try:
+                value = Path(value[1:]).read_text().rstrip("\r\n")
+            except OSError as err:
+                raise UsageError(f"-X {key}: cannot read {value[1:]}: {err.strerror}") from None
         settings[key] = value
     return settings
 

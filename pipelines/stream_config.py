@@ -37,7 +37,10 @@ class Topics:
 class JobConfig:
     bootstrap_servers: str = "127.0.0.1:9092"
     group_id: str = "atp-stream"
+    # The ACL user goes in the URL (redis://atp-writer@host:6379/0, rediss:// for TLS); its
+    # password is read where the sink runs: ATP_REDIS_PASSWORD, else this file.
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_password_file: str | None = None
     registry_url: str = REGISTRY_URL
     topics: Topics = field(default_factory=Topics)
     parallelism: int = 1
@@ -57,3 +60,6 @@ class JobConfig:
     restore_from: str | None = None
     policy: str | None = None  # the channel policy document (JSON) to start with
     kafka_properties: dict[str, str] = field(default_factory=dict)
+    # Flink's Prometheus reporter on this port (an embedded MiniCluster only: a cluster's
+    # own configuration enables its reporters).
+    prometheus_port: int | None = None

@@ -5,6 +5,7 @@ Run locally with ``atp job``; on a cluster, submit this module with ``flink run 
 
 from __future__ import annotations
 
+import os
 import sys
 import sysconfig
 from pathlib import Path
@@ -52,6 +53,9 @@ _LOCAL_ONLY = {
 }
 
 
+_PROMETHEUS_REPORTER = "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"
+
+
 def _jars() -> list[Path]:
     return [CONNECTOR_JAR, JVM_JAR, *sorted(REDIS_JARS.glob("*.jar"))]
 
@@ -79,6 +83,11 @@ def flink_configuration(config: JobConfig, local: bool = False) -> Configuration
     }
     if local:
         settings.update(_LOCAL_ONLY)
+        if config.prometheus_port is not None:
+            # The reporter comes from the Flink distribution's plugins/ folder; it has no
+            # bind-address option and listens on every interface (docs/security.md).
+            settings["metrics.reporter.prom.factory.class"] = _PROMETHEUS_REPORTER
+            settings["metrics.reporter.prom.port"] = str(config.prometheus_port)
     if config.restore_from:
         settings["execution.state-recovery.path"] = config.restore_from
     for key, value in settings.items():
@@ -118,6 +127,7 @@ def _redis_sink(config: JobConfig) -> Sink:
             *fields.values(),
             config.redis_batch,
             config.redis_max_delay_ms,
+            config.redis_password_file,
         )
     )
 
@@ -212,7 +222,22 @@ def _channel_stage(env: StreamExecutionEnvironment, config: JobConfig, changes: 
     )
 
 
+def _reporter_on_classpath() -> None:
+    """An embedded MiniCluster finds metric reporters on its JVM's classpath only, not in the
+    plugins/ folder; PyFlink starts that JVM (on first use) with HADOOP_CLASSPATH appended."""
+    import pyflink
+
+    plugin = Path(pyflink.__file__).parent / "plugins" / "metrics-prometheus"
+    jars = sorted(plugin.glob("flink-metrics-prometheus-*.jar"))
+    if not jars:
+        raise RuntimeError(f"no flink-metrics-prometheus jar in {plugin}")
+    classpath = [os.environ.get("HADOOP_CLASSPATH", ""), str(jars[-1])]
+    os.environ["HADOOP_CLASSPATH"] = os.pathsep.join(filter(None, classpath))
+
+
 def run(config: JobConfig, local: bool = False) -> None:
+    if local and config.prometheus_port is not None:
+        _reporter_on_classpath()
     env = StreamExecutionEnvironment.get_execution_environment(flink_configuration(config, local))
     build(env, config)
     env.execute("atp-stream")

@@ -12,8 +12,11 @@ restore and at-least-once redeliveries can never move a snapshot backwards.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any, Final, cast
+from urllib.parse import urlsplit
 
 import orjson
 import redis
@@ -41,6 +44,20 @@ def locations_key(item_id: str) -> str:
     return f"atp:{{{item_id}}}:locations"
 
 
+def redis_client(url: str, **options: Any) -> redis.Redis:
+    """A client as the URL says. A URL that names an ACL user without a password
+    (``redis://atp-writer@host:6379/0``) takes it from ``ATP_REDIS_PASSWORD``, else from the
+    file ``ATP_REDIS_PASSWORD_FILE``: a password stays out of command lines and logs."""
+    parts = urlsplit(url)
+    if parts.username and parts.password is None and "password" not in options:
+        password = os.environ.get("ATP_REDIS_PASSWORD")
+        if not password and os.environ.get("ATP_REDIS_PASSWORD_FILE"):
+            password = Path(os.environ["ATP_REDIS_PASSWORD_FILE"]).read_text().strip()
+        if password:
+            options["password"] = password
+    return redis.Redis.from_url(url, **options)
+
+
 class SnapshotStore:
     """Reads and versioned writes of snapshots (JSON dicts in the replay's format)."""
 
@@ -50,7 +67,7 @@ class SnapshotStore:
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SnapshotStore:
-        return cls(redis.Redis.from_url(url, **options))
+        return cls(redis_client(url, **options))
 
     def write(self, snapshots: Iterable[dict[str, Any]]) -> int:
         """Write snapshots in one round trip; return how many were newer than the store."""

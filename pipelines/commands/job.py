@@ -11,7 +11,7 @@ import orjson
 
 from pipelines.kafka_options import add_kafka_arguments, add_registry_argument, kafka_settings
 from pipelines.stream_config import JobConfig, Topics
-from pipelines.usage import policy_file
+from pipelines.usage import UsageError, policy_file
 
 _DEFAULTS = JobConfig()
 
@@ -26,7 +26,17 @@ def register(subparsers: Any) -> None:
     add_kafka_arguments(parser)
     add_registry_argument(parser)
     parser.add_argument("--group-id", default=_DEFAULTS.group_id, help="consumer group")
-    parser.add_argument("--redis-url", default=_DEFAULTS.redis_url, help="serving store")
+    parser.add_argument(
+        "--redis-url",
+        default=_DEFAULTS.redis_url,
+        help="serving store; name the ACL user in it (redis://atp-writer@host:6379/0), "
+        "rediss:// for TLS",
+    )
+    parser.add_argument(
+        "--redis-password-file",
+        help="file holding the Redis user's password, read where the sink runs; "
+        "env ATP_REDIS_PASSWORD there wins over it",
+    )
     parser.add_argument("--topic-prefix", default="atp.", help="prefix of the job's topics")
     parser.add_argument("--parallelism", type=int, default=_DEFAULTS.parallelism)
     parser.add_argument(
@@ -43,6 +53,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--policy", help="channel policy JSON to start with; the policy topic replaces it"
     )
+    parser.add_argument(
+        "--prometheus-port",
+        type=int,
+        help="serve Flink's metrics for Prometheus on this port (all interfaces; local runs "
+        "only: a cluster's configuration enables its own reporter)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -53,11 +69,17 @@ def policy_document(path: str) -> object:
 
 
 def config_from(args: argparse.Namespace) -> JobConfig:
+    if args.redis_password_file and not Path(args.redis_password_file).is_file():
+        raise UsageError(f"Redis password file not found: {args.redis_password_file}")
+    settings = kafka_settings(args, resolve_files=False)
     return replace(
         _DEFAULTS,
         bootstrap_servers=args.bootstrap_servers,
         group_id=args.group_id,
         redis_url=args.redis_url,
+        redis_password_file=(
+            str(Path(args.redis_password_file).resolve()) if args.redis_password_file else None
+        ),
         registry_url=args.registry_url,
         topics=Topics.with_prefix(args.topic_prefix),
         parallelism=args.parallelism,
@@ -68,7 +90,8 @@ def config_from(args: argparse.Namespace) -> JobConfig:
         out_of_orderness_ms=args.out_of_orderness_ms,
         idleness_ms=args.idleness_ms,
         transactional_id_prefix=args.transactional_id_prefix,
-        kafka_properties=kafka_settings(args),
+        kafka_properties=settings,
+        prometheus_port=args.prometheus_port,
         policy=orjson.dumps(policy_document(args.policy)).decode() if args.policy else None,
     )
 

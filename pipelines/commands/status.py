@@ -31,6 +31,7 @@ from pipelines.kafka_options import add_kafka_arguments, add_registry_argument, 
 from pipelines.status_view import as_json, as_lines, render, summary
 from pipelines.stream_config import ROOT, JobConfig
 from pipelines.usage import UsageError
+from state.serving import redis_client
 
 _DEFAULTS = JobConfig()
 # Where infra/job.sh (make up) writes the REST URL of the job it runs.
@@ -99,7 +100,7 @@ class Collector:
         self.args = args
         self.clock = clock
         self.offsets = GroupOffsets(client_config(args), args.topic, args.group_id)
-        self.redis = redis.Redis.from_url(args.redis_url)
+        self.redis = redis_client(args.redis_url)  # a user's password from the environment
         url = rest_url(args)
         self.rest = FlinkRest(url) if url else None
         self.meter = RateMeter(args.rate_window)

@@ -2,10 +2,15 @@ package org.atpstream.flink;
 
 import java.io.IOException;
 import java.net.URI;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+
+import javax.net.ssl.SSLParameters;
 
 import org.apache.flink.api.common.operators.ProcessingTimeService;
 import org.apache.flink.api.connector.sink2.Sink;
@@ -14,10 +19,12 @@ import org.apache.flink.api.connector.sink2.WriterInitContext;
 import org.apache.flink.metrics.Counter;
 import org.apache.flink.types.Row;
 
+import redis.clients.jedis.DefaultJedisClientConfig;
 import redis.clients.jedis.Jedis;
 import redis.clients.jedis.Pipeline;
 import redis.clients.jedis.Response;
 import redis.clients.jedis.exceptions.JedisNoScriptException;
+import redis.clients.jedis.util.JedisURIHelper;
 
 /**
  * Writes snapshots to the Redis serving store in pipelined batches, each with the store's
@@ -29,6 +36,11 @@ import redis.clients.jedis.exceptions.JedisNoScriptException;
  * checkpoint barrier passes: every snapshot of a completed checkpoint is in Redis
  * (at-least-once, made idempotent by the revision). Within a batch only the newest
  * snapshot of a key is sent, since the older ones would be ignored anyway.
+ *
+ * <p>Credentials: the URL names the ACL user ({@code redis://atp-writer@host:6379/0};
+ * {@code rediss://} for TLS). The password is looked up where the writer runs, never carried
+ * in the job graph: the TaskManager's environment variable {@code ATP_REDIS_PASSWORD}, else
+ * the file {@code passwordFile}, else a password in the URL.
  */
 public final class RedisSnapshotSink implements Sink<Row> {
     private static final long serialVersionUID = 1L;
@@ -41,6 +53,7 @@ public final class RedisSnapshotSink implements Sink<Row> {
     private final int[] fields; // item, location, revision, snapshot JSON
     private final int maxBatch;
     private final long maxDelayMs;
+    private final String passwordFile; // null: none
 
     public RedisSnapshotSink(
             String url,
@@ -53,7 +66,8 @@ public final class RedisSnapshotSink implements Sink<Row> {
             int revisionField,
             int documentField,
             int maxBatch,
-            long maxDelayMs) {
+            long maxDelayMs,
+            String passwordFile) {
         this.url = url;
         this.script = script;
         this.snapshotKeyFormat = snapshotKeyFormat;
@@ -62,6 +76,42 @@ public final class RedisSnapshotSink implements Sink<Row> {
         this.fields = new int[] {itemField, locationField, revisionField, documentField};
         this.maxBatch = maxBatch;
         this.maxDelayMs = maxDelayMs;
+        this.passwordFile = passwordFile;
+    }
+
+    /** A connection as the URL says, with the password from the environment or the file. */
+    static Jedis connect(String url, String passwordFile) throws IOException {
+        URI uri = URI.create(url);
+        DefaultJedisClientConfig.Builder config =
+                DefaultJedisClientConfig.builder()
+                        .database(JedisURIHelper.getDBIndex(uri))
+                        .ssl(JedisURIHelper.isRedisSSLScheme(uri));
+        if (JedisURIHelper.isRedisSSLScheme(uri)) {
+            // The server's certificate must name the URL's host, as HTTPS checks it.
+            SSLParameters tls = new SSLParameters();
+            tls.setEndpointIdentificationAlgorithm("HTTPS");
+            config.sslParameters(tls);
+        }
+        String[] userInfo =
+                uri.getUserInfo() == null ? new String[0] : uri.getUserInfo().split(":", 2);
+        if (userInfo.length > 0 && !userInfo[0].isEmpty()) {
+            config.user(userInfo[0]);
+        }
+        String password = System.getenv("ATP_REDIS_PASSWORD");
+        if ((password == null || password.isEmpty()) && passwordFile != null) {
+            try {
+                password = Files.readString(Path.of(passwordFile), StandardCharsets.UTF_8).strip();
+            } catch (IOException e) {
+                throw new IOException("cannot read the Redis password file " + passwordFile, e);
+            }
+        }
+        if ((password == null || password.isEmpty()) && userInfo.length > 1) {
+            password = userInfo[1];
+        }
+        if (password != null && !password.isEmpty()) {
+            config.password(password);
+        }
+        return new Jedis(JedisURIHelper.getHostAndPort(uri), config.build());
     }
 
     @Override
@@ -78,8 +128,8 @@ public final class RedisSnapshotSink implements Sink<Row> {
         private String sha;
         private boolean timerArmed;
 
-        Writer(WriterInitContext context) {
-            this.jedis = new Jedis(URI.create(url));
+        Writer(WriterInitContext context) throws IOException {
+            this.jedis = connect(url, passwordFile);
             this.sha = jedis.scriptLoad(script);
             this.time = context.getProcessingTimeService();
             this.written = context.metricGroup().counter("snapshotsWritten");
