@@ -140,9 +140,6 @@ def child_span(tracer: trace.Tracer | None, name: str) -> Iterator[None]:
             yield
 
 
-_ERROR_BODY: Final = b'{"detail":"internal error","correlation_id":"%s"}'
-
-
 class Telemetry:
     """ASGI middleware: correlation id, access log, latency metrics and a server span."""
 
@@ -212,7 +209,8 @@ class Telemetry:
                             "headers": [(b"content-type", b"application/json")],
                         }
                     )
-                    await send({"type": "http.response.body", "body": _ERROR_BODY % header[1]})
+                    body = orjson.dumps({"detail": "internal error", "correlation_id": cid})
+                    await send({"type": "http.response.body", "body": body})
                 path = self._route(scope)
                 if span is not None:
                     span.update_name(f"{scope['method']} {path}")
