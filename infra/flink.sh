@@ -3,16 +3,21 @@
 # run from the Flink distribution inside the apache-flink wheel in .venv. The wheel is never
 # modified: the cluster reads its configuration from var/flink/conf and its jars from
 # var/flink/lib (links to the wheel's lib/ plus flink-sql-connector-kafka). All state lives
-# under var/flink (checkpoints, savepoints, logs, pid files, temp files).
+# under var/flink (checkpoints, savepoints, logs, pid files, temp files). FLINK_HOME_DIR,
+# FLINK_REST_PORT and FLINK_RPC_PORT run a second cluster next to it (the fault test does).
 #
 #   infra/flink.sh start          start; returns once the REST API reports a TaskManager
 #   infra/flink.sh stop [--purge] stop the cluster (stop-cluster.sh, then leftovers); --purge removes var/flink
 #   infra/flink.sh clean          stop and remove var/flink
 #   infra/flink.sh status         exit 0 when a TaskManager is registered, 3 when stopped, 1 otherwise
+#   infra/flink.sh taskmanager start   start one more TaskManager; returns once it has registered
+#   infra/flink.sh taskmanager kill    SIGKILL the cluster's TaskManager(s), as a machine crash would
 #   infra/flink.sh env            print the exports that point bin/flink at this cluster, e.g.
 #                                   eval "$(infra/flink.sh env)"; "$FLINK_HOME/bin/flink" run -py job.py
 #
-# Environment: FLINK_REST_PORT (8081), FLINK_START_TIMEOUT (90), FLINK_STOP_TIMEOUT (30),
+# Environment: FLINK_REST_PORT (8081), FLINK_RPC_PORT (6123, the JobManager's RPC port),
+# FLINK_HOME_DIR (var/flink; relative to the repository), FLINK_SETTINGS (more key=value settings,
+# space-separated, e.g. web.refresh-interval=200ms), FLINK_START_TIMEOUT (90), FLINK_STOP_TIMEOUT (30),
 # FLINK_PROMETHEUS (0; 1 turns on the Prometheus reporter on ports 9249-9260: JobManager 9249,
 # TaskManager 9250. It is off by default because the reporter has no bind-address option and so
 # listens on all interfaces, not only 127.0.0.1).
@@ -23,11 +28,13 @@ ROOT="$PWD"
 . infra/versions.env
 
 FLINK_REST_PORT="${FLINK_REST_PORT:-8081}"
+FLINK_RPC_PORT="${FLINK_RPC_PORT:-6123}"
 FLINK_START_TIMEOUT="${FLINK_START_TIMEOUT:-90}"
 FLINK_STOP_TIMEOUT="${FLINK_STOP_TIMEOUT:-30}"
 FLINK_PROMETHEUS="${FLINK_PROMETHEUS:-0}"
 PY="$ROOT/.venv/bin/python"
-HOME_DIR="$ROOT/var/flink"
+HOME_DIR="${FLINK_HOME_DIR:-var/flink}"
+[[ "$HOME_DIR" = /* ]] || HOME_DIR="$ROOT/$HOME_DIR"
 CONF_DIR="$HOME_DIR/conf"
 LIB_DIR="$HOME_DIR/lib"
 LOG_DIR="$HOME_DIR/log"
@@ -58,9 +65,9 @@ taskmanagers() { # number of registered TaskManagers, 0 when the REST API does n
     overview | "$PY" -c 'import json, sys; print(json.load(sys.stdin).get("taskmanagers", 0))' 2>/dev/null || echo 0
 }
 
-our_pids() { # live pids from the cluster's pid files
+our_pids() { # live pids from the cluster's pid files ($1: a glob of them, all by default)
     local f pid
-    for f in "$PID_DIR"/*.pid; do
+    for f in "$PID_DIR"/${1:-*}.pid; do
         [ -f "$f" ] || continue
         while read -r pid; do
             [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null \
@@ -97,6 +104,7 @@ prepare() {
     local settings=(
         jobmanager.bind-host=127.0.0.1
         jobmanager.rpc.address=127.0.0.1
+        jobmanager.rpc.port="$FLINK_RPC_PORT"
         taskmanager.bind-host=127.0.0.1
         taskmanager.host=127.0.0.1
         rest.address=127.0.0.1
@@ -128,6 +136,9 @@ prepare() {
             metrics.reporter.prom.port=9249-9260
         )
     fi
+    local extra
+    read -ra extra <<<"${FLINK_SETTINGS:-}"
+    settings+=("${extra[@]}")
     local args=() s
     for s in "${settings[@]}"; do args+=(-D "$s"); done
     if [ "$FLINK_PROMETHEUS" != "1" ]; then
@@ -223,14 +234,60 @@ print("flink: running %s: flink %s, %d TaskManager(s), %d/%d slots free, %d job(
     return 3
 }
 
+registered_since() { # exit 0 once a TaskManager whose id is not in $1 (space-separated) is registered
+    curl -fsS --max-time 3 "$REST/taskmanagers" 2>/dev/null | "$PY" -c 'import json, sys
+known = set(sys.argv[1].split())
+ids = {tm["id"] for tm in json.load(sys.stdin)["taskmanagers"]}
+sys.exit(0 if ids - known else 1)' "$1" 2>/dev/null
+}
+
+taskmanager_start() {
+    overview >/dev/null || die "no JobManager answers on $REST; run infra/flink.sh start"
+    local known t0=$SECONDS
+    # A killed TaskManager stays registered until its heartbeats time out: wait for a new id.
+    known="$(curl -fsS --max-time 3 "$REST/taskmanagers" \
+        | "$PY" -c 'import json, sys; print(" ".join(tm["id"] for tm in json.load(sys.stdin)["taskmanagers"]))')"
+    "$PYFLINK/bin/taskmanager.sh" start >>"$LOG_DIR/taskmanager.out" 2>&1 \
+        || { cat "$LOG_DIR/taskmanager.out" >&2; die "taskmanager.sh start failed"; }
+    local deadline=$((SECONDS + FLINK_START_TIMEOUT))
+    until registered_since "$known"; do
+        if [ -z "$(our_pids '*taskexecutor*')" ]; then
+            log_tail
+            die "the TaskManager exited during start-up (see ${LOG_DIR#"$ROOT"/})"
+        fi
+        [ "$SECONDS" -lt "$deadline" ] || die "no new TaskManager registered within ${FLINK_START_TIMEOUT}s"
+        sleep 0.2
+    done
+    say "TaskManager $(our_pids '*taskexecutor*' | tail -n 1) registered after $((SECONDS - t0))s"
+}
+
+taskmanager_kill() {
+    local pids pid
+    pids="$(our_pids '*taskexecutor*')"
+    [ -n "$pids" ] || die "no TaskManager of this cluster is running"
+    for pid in $pids; do
+        kill -KILL "$pid" 2>/dev/null || true
+        # gone once its cmdline is (a zombie has none)
+        while our_pids '*taskexecutor*' | grep -qx "$pid"; do sleep 0.05; done
+        say "killed TaskManager pid $pid"
+    done
+}
+
 case "${1:-}" in
     start) start ;;
     stop) stop "${2:-}" ;;
     clean) stop --purge ;;
     status) status ;;
+    taskmanager)
+        case "${2:-}" in
+            start) taskmanager_start ;;
+            kill) taskmanager_kill ;;
+            *) echo "usage: $0 taskmanager {start|kill}" >&2; exit 2 ;;
+        esac
+        ;;
     env)
         printf 'export FLINK_HOME=%q FLINK_CONF_DIR=%q FLINK_LIB_DIR=%q FLINK_LOG_DIR=%q FLINK_PID_DIR=%q\n' \
             "$FLINK_HOME" "$FLINK_CONF_DIR" "$FLINK_LIB_DIR" "$FLINK_LOG_DIR" "$FLINK_PID_DIR"
         ;;
-    *) echo "usage: $0 {start|stop [--purge]|clean|status|env}" >&2; exit 2 ;;
+    *) echo "usage: $0 {start|stop [--purge]|clean|status|taskmanager {start|kill}|env}" >&2; exit 2 ;;
 esac

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Single-node Kafka (KRaft: broker and controller in one JVM, no ZooKeeper) on 127.0.0.1,
-# run from the jars that infra/fetch-jars.sh caches. All state lives under var/kafka.
+# run from the jars that infra/fetch-jars.sh caches. All state lives under var/kafka
+# (KAFKA_HOME_DIR), so a second broker with its own ports and home can run next to it.
 #
 #   infra/kafka.sh start          start (formats the storage on first run); returns once the broker answers
 #   infra/kafka.sh stop [--purge] stop (SIGTERM, then SIGKILL after KAFKA_STOP_TIMEOUT s); --purge removes var/kafka
@@ -8,8 +9,9 @@
 #   infra/kafka.sh status         exit 0 when running and answering, 3 when stopped, 1 when not answering
 #   infra/kafka.sh topics         create the project's topics (idempotent)
 #
-# Environment: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), KAFKA_HEAP_OPTS (-Xms256m -Xmx512m),
-# KAFKA_START_TIMEOUT (60), KAFKA_STOP_TIMEOUT (30), TOPIC_PARTITIONS (4).
+# Environment: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), KAFKA_HOME_DIR (var/kafka; relative
+# to the repository), KAFKA_HEAP_OPTS (-Xms256m -Xmx512m), KAFKA_START_TIMEOUT (60),
+# KAFKA_STOP_TIMEOUT (30), TOPIC_PARTITIONS (4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -25,7 +27,8 @@ TOPIC_PARTITIONS="${TOPIC_PARTITIONS:-4}"
 BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
 
 JARS="$ROOT/.cache/jars/kafka"
-HOME_DIR="$ROOT/var/kafka"
+HOME_DIR="${KAFKA_HOME_DIR:-var/kafka}"
+[[ "$HOME_DIR" = /* ]] || HOME_DIR="$ROOT/$HOME_DIR"
 DATA="$HOME_DIR/data"
 LOGS="$HOME_DIR/logs"
 CONF="$HOME_DIR/server.properties"

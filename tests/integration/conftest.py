@@ -5,8 +5,9 @@ A service that cannot be started fails the test run; it is never skipped.
 
 from __future__ import annotations
 
+import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -18,22 +19,29 @@ ROOT = Path(__file__).resolve().parents[2]
 TEST_DB = 15  # a database of its own, so a developer's local job on db 0 is untouched
 
 
-def _infra(script: str, *args: str, check: bool = True) -> int:
+def _infra(script: str, *args: str, check: bool = True, env: Mapping[str, str] = {}) -> int:
     result = subprocess.run(
-        [str(ROOT / "infra" / script), *args], capture_output=True, text=True, check=False
+        [str(ROOT / "infra" / script), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **env},
     )
     if check and result.returncode != 0:
         pytest.fail(f"infra/{script} {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result.returncode
 
 
-def _service(script: str) -> Iterator[None]:
-    """Start a service for the session; stop it afterwards if this session started it."""
-    already_running = _infra(script, "status", check=False) == 0
-    _infra(script, "start")
+def _service(
+    script: str, env: Mapping[str, str] = {}, stop: tuple[str, ...] = ("stop",)
+) -> Iterator[None]:
+    """Start a service for the session; stop it afterwards if this session started it.
+    ``env`` selects another instance (ports, home directory) than the shared one."""
+    already_running = _infra(script, "status", check=False, env=env) == 0
+    _infra(script, "start", env=env)
     yield
     if not already_running:
-        _infra(script, "stop", check=False)
+        _infra(script, *stop, check=False, env=env)
 
 
 @pytest.fixture(scope="session")
