@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import io
+
+import fastavro
+
+from state import codec
 from state.codec import decode_state, encode_state
 from state.model import KeyState, Retention
 from transforms import events as ev
@@ -116,3 +121,22 @@ def test_encoding_rejects_unknown_format_versions() -> None:
             assert "format version" in str(err)
         else:
             raise AssertionError("accepted an unknown format")
+
+
+def test_format_1_state_still_reads() -> None:
+    """State saved by the release before the id memories were packed restores as it was."""
+    state = KeyState(on_hand=3)
+    state.seen.add("e1", T0)
+    state.seen.add("e2", T0 + 1)
+    state.closed.add("R1", T0)
+    old = {
+        **codec._to_record(state),
+        "seen": [{"id": i, "at": at} for i, at in state.seen.entries()],
+        "closed": [{"id": i, "at": at} for i, at in state.closed.entries()],
+    }
+    out = io.BytesIO(b"\x01")
+    out.seek(1)
+    fastavro.schemaless_writer(out, codec._format_1_schema(), old)
+    restored = decode_state(out.getvalue())
+    assert (restored.seen, restored.closed, restored.on_hand) == (state.seen, state.closed, 3)
+    assert decode_state(encode_state(restored)) == restored
