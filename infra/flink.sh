@@ -14,13 +14,17 @@
 #   infra/flink.sh taskmanager kill    SIGKILL the cluster's TaskManager(s), as a machine crash would
 #   infra/flink.sh env            print the exports that point bin/flink at this cluster, e.g.
 #                                   eval "$(infra/flink.sh env)"; "$FLINK_HOME/bin/flink" run -py job.py
+#   infra/flink.sh metrics-ports  print "jobmanager|taskmanager PORT" for each process's Prometheus
+#                                   reporter (what infra/prometheus.sh scrapes)
 #
 # Environment: FLINK_REST_PORT (8081), FLINK_RPC_PORT (6123, the JobManager's RPC port),
 # FLINK_HOME_DIR (var/flink; relative to the repository), FLINK_SETTINGS (more key=value settings,
 # space-separated, e.g. web.refresh-interval=200ms), FLINK_START_TIMEOUT (90), FLINK_STOP_TIMEOUT (30),
-# FLINK_PROMETHEUS (0; 1 turns on the Prometheus reporter on ports 9249-9260: JobManager 9249,
-# TaskManager 9250. It is off by default because the reporter has no bind-address option and so
-# listens on all interfaces, not only 127.0.0.1).
+# FLINK_PROMETHEUS (1: Flink's Prometheus reporter on every JobManager and TaskManager, each on the
+# first free port of FLINK_PROMETHEUS_PORTS, 9249-9260; 0 turns it off).
+# The reporter has no bind-address option: unlike everything else here it listens on all
+# interfaces. Its metrics hold no secret, but on a machine others can reach, firewall the range
+# (e.g. iptables -A INPUT -p tcp --dport 9249:9260 ! -i lo -j DROP) or set FLINK_PROMETHEUS=0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -31,7 +35,8 @@ FLINK_REST_PORT="${FLINK_REST_PORT:-8081}"
 FLINK_RPC_PORT="${FLINK_RPC_PORT:-6123}"
 FLINK_START_TIMEOUT="${FLINK_START_TIMEOUT:-90}"
 FLINK_STOP_TIMEOUT="${FLINK_STOP_TIMEOUT:-30}"
-FLINK_PROMETHEUS="${FLINK_PROMETHEUS:-0}"
+FLINK_PROMETHEUS="${FLINK_PROMETHEUS:-1}"
+FLINK_PROMETHEUS_PORTS="${FLINK_PROMETHEUS_PORTS:-9249-9260}"
 PY="$ROOT/.venv/bin/python"
 HOME_DIR="${FLINK_HOME_DIR:-var/flink}"
 [[ "$HOME_DIR" = /* ]] || HOME_DIR="$ROOT/$HOME_DIR"
@@ -130,10 +135,16 @@ prepare() {
         io.tmp.dirs="$HOME_DIR/tmp"
         web.tmpdir="$HOME_DIR/tmp"
     )
-    if [ "$FLINK_PROMETHEUS" = "1" ] && [ -n "$(find "$PYFLINK/plugins" -name 'flink-metrics-prometheus-*.jar' 2>/dev/null)" ]; then
+    if [ "$FLINK_PROMETHEUS" = "1" ]; then
+        # the wheel's plugins/ folder holds the reporter (FLINK_HOME points there)
+        [ -n "$(find "$PYFLINK/plugins" -name 'flink-metrics-prometheus-*.jar' 2>/dev/null)" ] \
+            || die "no flink-metrics-prometheus jar in $PYFLINK/plugins (or set FLINK_PROMETHEUS=0)"
         settings+=(
             metrics.reporter.prom.factory.class=org.apache.flink.metrics.prometheus.PrometheusReporterFactory
-            metrics.reporter.prom.port=9249-9260
+            metrics.reporter.prom.port="$FLINK_PROMETHEUS_PORTS"
+            # label values as Flink names them (job_name="atp-stream", not "atp_stream"): what
+            # the chart's alert rules and dashboard select
+            metrics.reporter.prom.filterLabelValueCharacters=false
         )
     fi
     local extra
@@ -142,7 +153,8 @@ prepare() {
     local args=() s
     for s in "${settings[@]}"; do args+=(-D "$s"); done
     if [ "$FLINK_PROMETHEUS" != "1" ]; then
-        args+=(-rmKey metrics.reporter.prom.factory.class -rmKey metrics.reporter.prom.port)
+        args+=(-rmKey metrics.reporter.prom.factory.class -rmKey metrics.reporter.prom.port
+            -rmKey metrics.reporter.prom.filterLabelValueCharacters)
     fi
     bash "$PYFLINK/bin/config-parser-utils.sh" "$CONF_DIR" "$PYFLINK/bin" "$LIB_DIR" "${args[@]}" >/dev/null \
         || die "could not write ${CONF_DIR#"$ROOT"/}/config.yaml"
@@ -234,6 +246,20 @@ print("flink: running %s: flink %s, %d TaskManager(s), %d/%d slots free, %d job(
     return 3
 }
 
+metrics_ports() { # "ROLE PORT" for each reporter port a process of this cluster listens on
+    local lo="${FLINK_PROMETHEUS_PORTS%-*}" hi="${FLINK_PROMETHEUS_PORTS#*-}" role pid port
+    for role in jobmanager:standalonesession taskmanager:taskexecutor; do
+        for pid in $(our_pids "*${role#*:}*"); do
+            for port in $(ss -Hltnp 2>/dev/null \
+                | awk -v p="pid=$pid," 'index($0, p) { n = split($4, a, ":"); print a[n] }'); do
+                if [ "$port" -ge "$lo" ] && [ "$port" -le "$hi" ]; then
+                    echo "${role%:*} $port"
+                fi
+            done
+        done
+    done
+}
+
 registered_since() { # exit 0 once a TaskManager whose id is not in $1 (space-separated) is registered
     curl -fsS --max-time 3 "$REST/taskmanagers" 2>/dev/null | "$PY" -c 'import json, sys
 known = set(sys.argv[1].split())
@@ -285,9 +311,10 @@ case "${1:-}" in
             *) echo "usage: $0 taskmanager {start|kill}" >&2; exit 2 ;;
         esac
         ;;
+    metrics-ports) metrics_ports ;;
     env)
         printf 'export FLINK_HOME=%q FLINK_CONF_DIR=%q FLINK_LIB_DIR=%q FLINK_LOG_DIR=%q FLINK_PID_DIR=%q\n' \
             "$FLINK_HOME" "$FLINK_CONF_DIR" "$FLINK_LIB_DIR" "$FLINK_LOG_DIR" "$FLINK_PID_DIR"
         ;;
-    *) echo "usage: $0 {start|stop [--purge]|clean|status|taskmanager {start|kill}|env}" >&2; exit 2 ;;
+    *) echo "usage: $0 {start|stop [--purge]|clean|status|taskmanager {start|kill}|env|metrics-ports}" >&2; exit 2 ;;
 esac

@@ -88,6 +88,8 @@ def flink_configuration(config: JobConfig, local: bool = False) -> Configuration
             # bind-address option and listens on every interface (docs/security.md).
             settings["metrics.reporter.prom.factory.class"] = _PROMETHEUS_REPORTER
             settings["metrics.reporter.prom.port"] = str(config.prometheus_port)
+            # Label values as Flink names them (job_name="atp-stream"), as the alerts expect.
+            settings["metrics.reporter.prom.filterLabelValueCharacters"] = "false"
     if config.restore_from:
         settings["execution.state-recovery.path"] = config.restore_from
     for key, value in settings.items():

@@ -9,11 +9,23 @@ import os
 import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
 
 from pipelines.stream_config import REGISTRY_URL
+from tests.integration.secured import (
+    SASL_KAFKA_ENV,
+    SECURE_REDIS_ENV,
+    SECURED_FLINK_ENV,
+    SECURED_FLINK_REST_PORT,
+    SaslKafka,
+    SecureRedis,
+)
+
+if TYPE_CHECKING:
+    from tests.integration.jobs import FlinkCluster
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_DB = 15  # a database of its own, so a developer's local job on db 0 is untouched
@@ -73,3 +85,35 @@ def registry_server() -> Iterator[str]:
     """URL of a real Confluent-compatible schema registry on loopback."""
     for _ in _service("registry.sh"):
         yield REGISTRY_URL
+
+
+@pytest.fixture(scope="session")
+def secure_redis() -> Iterator[SecureRedis]:
+    """A Redis of its own with the default user off, ACL users and TLS only."""
+    for _ in _service("redis.sh", SECURE_REDIS_ENV, ("stop", "--purge")):
+        yield SecureRedis()
+
+
+@pytest.fixture(scope="session")
+def sasl_kafka() -> Iterator[SaslKafka]:
+    """A broker of its own with a SCRAM-SHA-512 listener."""
+    _infra("fetch-jars.sh")
+    for _ in _service("kafka.sh", SASL_KAFKA_ENV, ("stop", "--purge")):
+        yield SaslKafka()
+
+
+@pytest.fixture(scope="session")
+def secured_flink(secure_redis: SecureRedis, sasl_kafka: SaslKafka) -> Iterator[FlinkCluster]:
+    """A standalone cluster of its own with the Prometheus reporter, whose TaskManagers trust
+    the secure Redis's CA and whose processes hold the Kafka password in their environment
+    (as the chart's pods do)."""
+    from tests.integration.jobs import FlinkCluster  # it imports this module
+
+    env = {
+        **SECURED_FLINK_ENV,
+        "FLINK_SETTINGS": f"env.java.opts.taskmanager=-Djavax.net.ssl.trustStore="
+        f"{secure_redis.truststore}",
+        "ATP_KAFKA_SASL_PASSWORD": sasl_kafka.password(),
+    }
+    for _ in _service("flink.sh", env, ("stop", "--purge")):
+        yield FlinkCluster(SECURED_FLINK_REST_PORT, env)

@@ -346,6 +346,8 @@ def test_flinkdeployment_runs_the_python_job(rendered: tuple[str, str], tmp_path
         "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"
     )
     assert conf["metrics.reporter.prom.port"] == "9249"
+    # job_name="atp-stream" in the series, as the alert rules select
+    assert conf["metrics.reporter.prom.filterLabelValueCharacters"] == "false"
     for new, old in (
         ("execution.checkpointing.dir", "state.checkpoints.dir"),
         ("execution.checkpointing.savepoint-dir", "state.savepoints.dir"),

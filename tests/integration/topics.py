@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
@@ -25,17 +26,23 @@ from state.schemas import (
 
 
 def read_committed(
-    servers: str, topic: str, expected: int, timeout: float, partitions: int = 4
+    servers: str,
+    topic: str,
+    expected: int,
+    timeout: float,
+    partitions: int = 4,
+    config: Mapping[str, str | int | float | bool] = {},
 ) -> list[Message]:
     """Committed records of ``topic`` from the start: at least ``expected`` of them if they
     arrive within ``timeout`` seconds, then whatever else arrives in the next 3 seconds
-    (more than expected would be a duplicate)."""
+    (more than expected would be a duplicate). ``config``: more client settings (SASL)."""
     consumer = Consumer(
         {
             "bootstrap.servers": servers,
             "group.id": f"check-{uuid.uuid4()}",
             "isolation.level": "read_committed",
             "enable.auto.commit": False,
+            **config,
         }
     )
     consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])

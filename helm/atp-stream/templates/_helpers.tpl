@@ -177,6 +177,9 @@ parent-first loads its native library once per TaskManager (see the Dockerfile).
 {{- /* Flink's Prometheus reporter on every JobManager and TaskManager (the PodMonitor's target). */}}
 {{- $_ = set $c "metrics.reporter.prom.factory.class" "org.apache.flink.metrics.prometheus.PrometheusReporterFactory" }}
 {{- $_ = set $c "metrics.reporter.prom.port" (.Values.monitoring.flinkMetricsPort | toString) }}
+{{- /* Label values as Flink names them: job_name="atp-stream", as the alert rules and the
+dashboard select (by default the reporter turns "-" into "_"). */}}
+{{- $_ = set $c "metrics.reporter.prom.filterLabelValueCharacters" "false" }}
 {{- range $key, $value := $f.flinkConfiguration }}
 {{- $_ = set $c $key ($value | toString) }}
 {{- end }}

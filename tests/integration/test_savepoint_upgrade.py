@@ -1,0 +1,206 @@
+"""An upgrade that keeps state, on a standalone Flink cluster (docs/upgrade.md): the job runs
+on the secured platform, half of a log goes in, the job stops with a savepoint, and a CHANGED
+job (another channel policy, parallelism 2 instead of 1) starts from that savepoint and reads
+the other half. Redis then equals ``atp replay`` of the whole log, the ATP change topic holds
+every revision of every key once, and the channel stage's versions carry on across the
+upgrade under the new policy."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from tests.integration.jobs import FlinkCluster, wait_for
+from tests.integration.secured import (
+    SaslKafka,
+    SecureRedis,
+    atp,
+    create_topics,
+    job_args,
+    produce,
+)
+from tests.integration.test_stream_job_e2e import (
+    CONTRACT_FIELDS,
+    OUT_OF_ORDERNESS_MS,
+    POLICY,
+    _wait_until_equal,
+)
+from tests.integration.topics import decode, message_key, read_committed
+from transforms.timeutil import format_iso, parse_iso
+
+pytestmark = pytest.mark.integration
+
+DB = 2  # this module's database on the secure Redis
+# The upgrade's policy: the web channel's share halves, and a new channel appears.
+NEW_POLICY = {
+    "channels": [
+        {"channel": "web", "locations": ["DC1", "DC2", "DC3"], "share": 0.5, "buffer": 2},
+        {"channel": "stores", "locations": ["ST001", "ST002", "ST003"], "share": 1, "buffer": 0},
+        {"channel": "b2b", "locations": ["DC1", "DC2"], "share": 0.25, "buffer": 0},
+    ]
+}
+Snapshots = dict[tuple[str, str], dict[str, Any]]
+
+
+def test_a_changed_job_restores_from_a_savepoint(
+    secured_flink: FlinkCluster,
+    sasl_kafka: SaslKafka,
+    secure_redis: SecureRedis,
+    registry_server: str,
+    tmp_path: Path,
+) -> None:
+    cluster, prefix = secured_flink, f"upgrade-{uuid.uuid4().hex[:8]}."
+    create_topics(sasl_kafka, prefix)
+    secure_redis.client("admin", DB).flushdb()
+    events = tmp_path / "events.jsonl"
+    atp("simulate", "--events", "3000", "--skus", "40", "--seed", "21", "--output", str(events))
+    lines = events.read_bytes().splitlines(keepends=True)
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    first.write_bytes(b"".join(lines[:1500]))
+    second.write_bytes(b"".join(lines[1500:]))
+    old_policy, new_policy = tmp_path / "policy.json", tmp_path / "new-policy.json"
+    old_policy.write_bytes(orjson.dumps(POLICY))
+    new_policy.write_bytes(orjson.dumps(NEW_POLICY))
+
+    def replay(log: Path) -> Snapshots:
+        out = tmp_path / f"{log.stem}.replay.jsonl"
+        atp("replay", "--input", str(log), "--output", str(out))
+        return {(s["item_id"], s["location_id"]): s for s in map(orjson.loads, out.open("rb"))}
+
+    def feed(log: Path, snapshots: Snapshots) -> None:
+        # A heartbeat past the last event moves the job's watermark to the replay's clock.
+        clock = parse_iso(next(iter(snapshots.values()))["as_of"])
+        heartbeat = format_iso(clock + OUT_OF_ORDERNESS_MS + 1)
+        produce(sasl_kafka, registry_server, log, prefix + "events", "--heartbeat-at", heartbeat)
+
+    common = [
+        *job_args(sasl_kafka, secure_redis, registry_server, prefix, DB, tmp_path / "checkpoints"),
+        *("--out-of-orderness-ms", str(OUT_OF_ORDERNESS_MS)),
+    ]
+    store = secure_redis.store("api", DB)
+    half = replay(first)
+    old = cluster.submit([*common, "--policy", str(old_policy), "--parallelism", "1"])
+    try:
+        cluster.until(old, "the job running", 180, lambda: cluster.running_since(old, 0))
+        feed(first, half)
+        assert not _wait_until_equal(store, half, 240), "the first half was not folded"
+        # Offsets are committed when a checkpoint completes: the savepoint holds them and the
+        # state of the whole first half; a job that restored nothing would lose it for good.
+        assert _committed_to_end(sasl_kafka, prefix, 60), "offsets never committed"
+        savepoint = _stop_with_savepoint(cluster, old, tmp_path / "savepoints")
+    except BaseException:
+        cluster.cancel(old)
+        raise
+    assert cluster.get(f"/jobs/{old}")["state"] == "FINISHED"
+
+    whole = replay(events)
+    new = cluster.submit(
+        [*common, "--policy", str(new_policy), "--parallelism", "2", "--restore-from", savepoint]
+    )
+    try:
+        cluster.until(new, "the changed job running", 180, lambda: cluster.running_since(new, 0))
+        restored = cluster.checkpoints(new)["latest"]["restored"]
+        assert restored["is_savepoint"] and _path(restored["external_path"]) == _path(savepoint)
+        fold = next(v for v in cluster.get(f"/jobs/{new}")["vertices"] if "fold" in v["name"])
+        assert fold["parallelism"] == 2
+        feed(second, whole)
+        mismatched = _wait_until_equal(store, whole, 240)
+        assert not mismatched, f"{len(mismatched)} keys differ after the upgrade: {mismatched[:3]}"
+        actual = {(s["item_id"], s["location_id"]): s for s in store.all_snapshots()}
+        assert set(actual) == set(whole)
+        _check_changes(sasl_kafka, prefix, registry_server, actual)
+        _check_channels(sasl_kafka, prefix, registry_server)
+    finally:
+        cluster.cancel(new)
+
+
+def _path(uri: str) -> Path:
+    return Path(uri.removeprefix("file:"))
+
+
+def _stop_with_savepoint(cluster: FlinkCluster, job_id: str, directory: Path) -> str:
+    """Stop the job with a savepoint (REST, as ``flink stop --savepointPath`` does); its path."""
+    request = urllib.request.Request(
+        f"{cluster.rest}/jobs/{job_id}/stop",
+        data=json.dumps({"targetDirectory": directory.as_uri(), "drain": False}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        trigger = json.load(response)["request-id"]
+
+    def done() -> dict[str, Any] | None:
+        answer: dict[str, Any] = cluster.get(f"/jobs/{job_id}/savepoints/{trigger}")
+        return answer if answer["status"]["id"] == "COMPLETED" else None
+
+    result = cluster.until(job_id, "the savepoint", 120, done)["operation"]
+    assert "location" in result, f"the savepoint failed: {result.get('failure-cause')}"
+    location: str = result["location"]
+    assert _path(location).is_dir()
+    wait_for("the job stopped", 60, lambda: cluster.get(f"/jobs/{job_id}")["state"] == "FINISHED")
+    return location
+
+
+def _committed_to_end(kafka: SaslKafka, prefix: str, seconds: float) -> bool:
+    consumer = Consumer({**kafka.client_config(), "group.id": prefix})
+    partitions = [TopicPartition(prefix + "events", p) for p in range(4)]
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            committed = consumer.committed(partitions, timeout=10)
+            ends = [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions]
+            if [tp.offset for tp in committed] == ends:
+                return True
+            time.sleep(1)
+        return False
+    finally:
+        consumer.close()
+
+
+def _check_changes(kafka: SaslKafka, prefix: str, registry: str, actual: Snapshots) -> None:
+    """Per key, read committed: every revision once, every applied event once (versions 1..N,
+    no repeat, no gap across the upgrade), the last record equal to the snapshot."""
+    expected = sum(s["revision"] for s in actual.values())
+    by_key: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    config = kafka.client_config()
+    for message in read_committed(kafka.bootstrap, prefix + "atp-changes", expected, 90, 4, config):
+        change = decode(message, registry)
+        assert message_key(message) == f"{change['item_id']}|{change['location_id']}"
+        by_key.setdefault((change["item_id"], change["location_id"]), []).append(change)
+    assert set(by_key) == set(actual)
+    for key, records in by_key.items():
+        revisions = [r["revision"] for r in records]
+        assert len(revisions) == len(set(revisions)), f"duplicate revisions at {key}"
+        ordered = sorted(records, key=lambda r: r["revision"])
+        versions = [r["version"] for r in ordered if str(r["cause"]) == "EVENT"]
+        assert versions == list(range(1, actual[key]["version"] + 1)), f"events at {key}"
+        for before, after in itertools.pairwise(ordered):
+            assert after["previous_available"] == before["available"], f"a gap at {key}"
+        final = ordered[-1]
+        assert final["revision"] == actual[key]["revision"]
+        assert {f: final[f] for f in CONTRACT_FIELDS} == {
+            f: actual[key][f] for f in CONTRACT_FIELDS
+        }
+
+
+def _check_channels(kafka: SaslKafka, prefix: str, registry: str) -> None:
+    """Per (channel, item): versions 1..N with no repeat, across the upgrade (a restore that
+    lost the channel state would start again at 1); the new channel came with the new policy."""
+    emitted: dict[tuple[str, str], list[int]] = {}
+    config = kafka.client_config()
+    for message in read_committed(kafka.bootstrap, prefix + "channel-atp", 1, 30, 4, config):
+        change = decode(message, registry)
+        emitted.setdefault((change["channel"], change["item_id"]), []).append(change["version"])
+    for key, versions in emitted.items():
+        assert sorted(versions) == list(range(1, len(versions) + 1)), key
+    channels = {channel for channel, _ in emitted}
+    assert {"web", "stores", "b2b"} <= channels, channels
