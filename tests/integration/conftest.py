@@ -28,7 +28,9 @@ if TYPE_CHECKING:
     from tests.integration.jobs import FlinkCluster
 
 ROOT = Path(__file__).resolve().parents[2]
-TEST_DB = 15  # a database of its own, so a developer's local job on db 0 is untouched
+# A database of its own, so a developer's local job on db 0 is untouched (override it to
+# run two test sessions side by side).
+TEST_DB = int(os.environ.get("ATP_TEST_REDIS_DB", "15"))
 
 
 def _infra(script: str, *args: str, check: bool = True, env: Mapping[str, str] = {}) -> int:
