@@ -98,10 +98,9 @@ class FlinkCluster:
         """``wait_for``, naming the job's last failure on time-out."""
         return wait_for(what, seconds, check, lambda: self.failure(job_id))
 
-    def restarts(self, job_id: str) -> int:
-        """How many times the job has restarted since it was submitted."""
-        metrics = self.get(f"/jobs/{job_id}/metrics?get=numRestarts")
-        return int(metrics[0]["value"]) if metrics else 0
+    def restarted_since(self, job_id: str, since_ms: float) -> bool:
+        """The job has restarted after ``since_ms`` (epoch millis)."""
+        return bool(self.get(f"/jobs/{job_id}")["timestamps"].get("RESTARTING", 0) > since_ms)
 
     def checkpoints(self, job_id: str) -> dict[str, Any]:
         stats: dict[str, Any] = self.get(f"/jobs/{job_id}/checkpoints")

@@ -90,7 +90,7 @@ class Recovery:
     during_checkpoint: bool | None  # for a kill: a checkpoint was running and failed
     running_s: float | None  # fault -> job RUNNING again, every task running
     checkpoint_s: float  # fault -> first checkpoint completed after it
-    restarts: int  # of the job, until that checkpoint
+    restarted: bool  # the job failed and restarted
 
 
 class ChunkedProducer(threading.Thread):
@@ -281,7 +281,6 @@ def _kill_taskmanager(cluster: FlinkCluster, job_id: str) -> Recovery:
         interrupted = _checkpoint_in_progress(cluster, job_id)
         if interrupted is None:
             time.sleep(0.02)
-    restarts = cluster.restarts(job_id)
     killed_at = now_ms()
     cluster.infra("taskmanager", "kill")
     cluster.infra("taskmanager", "start")
@@ -304,12 +303,11 @@ def _kill_taskmanager(cluster: FlinkCluster, job_id: str) -> Recovery:
         during,
         round(running_s, 2),
         round((checkpoint["latest_ack_timestamp"] - killed_at) / 1000, 2),
-        cluster.restarts(job_id) - restarts,
+        cluster.restarted_since(job_id, killed_at),
     )
 
 
 def _restart_broker(cluster: FlinkCluster, job_id: str) -> Recovery:
-    restarts = cluster.restarts(job_id)
     stopped_at = now_ms()
     _infra("kafka.sh", "stop", env=FAULT_KAFKA)
     _infra("kafka.sh", "start", env=FAULT_KAFKA)
@@ -326,16 +324,17 @@ def _restart_broker(cluster: FlinkCluster, job_id: str) -> Recovery:
         None,
         None,
         round((checkpoint["latest_ack_timestamp"] - stopped_at) / 1000, 2),
-        cluster.restarts(job_id) - restarts,
+        cluster.restarted_since(job_id, stopped_at),
     )
 
 
 def _report(recoveries: list[Recovery]) -> None:
-    print("\nrecovery (seconds)        running  checkpoint  in a checkpoint  job restarts")
+    print("\nrecovery (seconds)        running  checkpoint  in a checkpoint  job restarted")
     for r in recoveries:
         running = "-" if r.running_s is None else f"{r.running_s:7.1f}"
         during = "-" if r.during_checkpoint is None else str(r.during_checkpoint).lower()
-        print(f"  {r.fault:22} {running:>8} {r.checkpoint_s:11.1f}  {during:15} {r.restarts}")
+        restarted = str(r.restarted).lower()
+        print(f"  {r.fault:22} {running:>8} {r.checkpoint_s:11.1f}  {during:15} {restarted}")
     FIGURES.parent.mkdir(exist_ok=True)
     FIGURES.write_text(
         json.dumps(
