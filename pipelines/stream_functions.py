@@ -250,7 +250,8 @@ class FoldByKey(KeyedProcessFunction):  # type: ignore[misc]
         watermark = ctx.timer_service().current_watermark()
         if watermark > 0:
             yield from self._expire(state, item, location, watermark)
-        before = available_now(state)
+        # None for a key's first record (no change has been emitted yet), as the schema says.
+        before = available_now(state) if state.revision else None
         _, outcome = apply(state, event, location)
         self._save(key, state, ctx)
         if not outcome.applied:

@@ -261,6 +261,7 @@ def test_stream_job_equals_replay(
     for key, records in by_key.items():
         revisions = [r["revision"] for r in records]
         assert len(revisions) == len(set(revisions)), f"duplicate revisions at {key}"
+        assert min(records, key=lambda r: r["revision"])["previous_available"] is None, key
         last = max(records, key=lambda r: r["revision"])
         assert {f: last[f] for f in CONTRACT_FIELDS} == {f: actual[key][f] for f in CONTRACT_FIELDS}
     assert set(by_key) == set(actual)
