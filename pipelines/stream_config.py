@@ -49,6 +49,9 @@ class JobConfig:
     state_backend: str = "hashmap"  # or "rocksdb"
     out_of_orderness_ms: int = 5_000
     idleness_ms: int = 30_000
+    # How far (event time) one partition may read ahead of the slowest; far below the
+    # dedup horizon (7 days) and the expiry windows that matter.
+    max_drift_ms: int = 3_600_000
     transactional_id_prefix: str = "atp-stream"
     # Below the broker's transaction.max.timeout.ms (15 min), far above a checkpoint
     # interval plus a restart.

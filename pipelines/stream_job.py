@@ -160,9 +160,19 @@ def build(env: StreamExecutionEnvironment, config: JobConfig) -> None:
     # occurred_at (``atp produce`` does). Generated after a merge of partitions instead,
     # a partition read late would hold events behind a watermark that has already moved
     # past their timers.
-    watermarks = WatermarkStrategy.for_bounded_out_of_orderness(
-        Duration.of_millis(config.out_of_orderness_ms)
-    ).with_idleness(Duration.of_millis(config.idleness_ms))
+    # Aligned: a partition more than max_drift_ms of event time ahead of the others pauses.
+    # A transfer's destination key hears from two partitions; unaligned, one read days
+    # ahead (catching up, a backfill) moves the key's clock past the dedup horizon of a
+    # redelivery still waiting in the other, and the redelivery applies again.
+    watermarks = (
+        WatermarkStrategy.for_bounded_out_of_orderness(
+            Duration.of_millis(config.out_of_orderness_ms)
+        )
+        .with_idleness(Duration.of_millis(config.idleness_ms))
+        .with_watermark_alignment(
+            "events", Duration.of_millis(config.max_drift_ms), Duration.of_millis(200)
+        )
+    )
     # Every stateful operator has a fixed uid, so savepoints restore into a changed job.
     raw = env.from_source(source_builder.build(), watermarks, "events").uid("events-source")
 

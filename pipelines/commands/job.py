@@ -49,6 +49,12 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--out-of-orderness-ms", type=int, default=_DEFAULTS.out_of_orderness_ms)
     parser.add_argument("--idleness-ms", type=int, default=_DEFAULTS.idleness_ms)
+    parser.add_argument(
+        "--max-drift-ms",
+        type=int,
+        default=_DEFAULTS.max_drift_ms,
+        help="event time a partition may read ahead of the slowest before it pauses",
+    )
     parser.add_argument("--transactional-id-prefix", default=_DEFAULTS.transactional_id_prefix)
     parser.add_argument(
         "--policy", help="channel policy JSON to start with; the policy topic replaces it"
@@ -89,6 +95,7 @@ def config_from(args: argparse.Namespace) -> JobConfig:
         restore_from=args.restore_from,
         out_of_orderness_ms=args.out_of_orderness_ms,
         idleness_ms=args.idleness_ms,
+        max_drift_ms=args.max_drift_ms,
         transactional_id_prefix=args.transactional_id_prefix,
         kafka_properties=settings,
         prometheus_port=args.prometheus_port,
