@@ -7,9 +7,7 @@ upgrade under the new policy."""
 
 from __future__ import annotations
 
-import itertools
 import json
-import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -17,7 +15,6 @@ from typing import Any
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from tests.integration.jobs import FlinkCluster, wait_for
 from tests.integration.secured import (
@@ -29,10 +26,11 @@ from tests.integration.secured import (
     produce,
 )
 from tests.integration.test_stream_job_e2e import (
-    CONTRACT_FIELDS,
     OUT_OF_ORDERNESS_MS,
     POLICY,
     _wait_until_equal,
+    assert_change_histories,
+    committed_to_end,
 )
 from tests.integration.topics import decode, message_key, read_committed
 from transforms.timeutil import format_iso, parse_iso
@@ -95,7 +93,7 @@ def test_a_changed_job_restores_from_a_savepoint(
         assert not _wait_until_equal(store, half, 240), "the first half was not folded"
         # Offsets are committed when a checkpoint completes: the savepoint holds them and the
         # state of the whole first half; a job that restored nothing would lose it for good.
-        assert _committed_to_end(sasl_kafka, prefix, 60), "offsets never committed"
+        assert committed_to_end(sasl_kafka.client_config(), prefix, 60), "offsets never committed"
         savepoint = _stop_with_savepoint(cluster, old, tmp_path / "savepoints")
     except BaseException:
         cluster.cancel(old)
@@ -150,22 +148,6 @@ def _stop_with_savepoint(cluster: FlinkCluster, job_id: str, directory: Path) ->
     return location
 
 
-def _committed_to_end(kafka: SaslKafka, prefix: str, seconds: float) -> bool:
-    consumer = Consumer({**kafka.client_config(), "group.id": prefix})
-    partitions = [TopicPartition(prefix + "events", p) for p in range(4)]
-    try:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            committed = consumer.committed(partitions, timeout=10)
-            ends = [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions]
-            if [tp.offset for tp in committed] == ends:
-                return True
-            time.sleep(1)
-        return False
-    finally:
-        consumer.close()
-
-
 def _check_changes(kafka: SaslKafka, prefix: str, registry: str, actual: Snapshots) -> None:
     """Per key, read committed: every revision once, every applied event once (versions 1..N,
     no repeat, no gap across the upgrade), the last record equal to the snapshot."""
@@ -176,20 +158,7 @@ def _check_changes(kafka: SaslKafka, prefix: str, registry: str, actual: Snapsho
         change = decode(message, registry)
         assert message_key(message) == f"{change['item_id']}|{change['location_id']}"
         by_key.setdefault((change["item_id"], change["location_id"]), []).append(change)
-    assert set(by_key) == set(actual)
-    for key, records in by_key.items():
-        revisions = [r["revision"] for r in records]
-        assert len(revisions) == len(set(revisions)), f"duplicate revisions at {key}"
-        ordered = sorted(records, key=lambda r: r["revision"])
-        versions = [r["version"] for r in ordered if str(r["cause"]) == "EVENT"]
-        assert versions == list(range(1, actual[key]["version"] + 1)), f"events at {key}"
-        for before, after in itertools.pairwise(ordered):
-            assert after["previous_available"] == before["available"], f"a gap at {key}"
-        final = ordered[-1]
-        assert final["revision"] == actual[key]["revision"]
-        assert {f: final[f] for f in CONTRACT_FIELDS} == {
-            f: actual[key][f] for f in CONTRACT_FIELDS
-        }
+    assert_change_histories(by_key, actual)
 
 
 def _check_channels(kafka: SaslKafka, prefix: str, registry: str) -> None:

@@ -348,8 +348,10 @@ def _wait_until_equal(
     return mismatched
 
 
-def _committed_to_end(servers: str, prefix: str, seconds: float) -> bool:
-    consumer = Consumer({"bootstrap.servers": servers, "group.id": prefix})
+def committed_to_end(client: dict[str, Any], prefix: str, seconds: float) -> bool:
+    """Whether the job's group (named ``prefix``) has committed every events partition
+    to its end within ``seconds``; ``client``: the Kafka client settings."""
+    consumer = Consumer({**client, "group.id": prefix})
     partitions = [TopicPartition(prefix + "events", p) for p in range(4)]
     try:
         deadline = time.monotonic() + seconds
@@ -426,7 +428,9 @@ def test_job_restarts_from_its_retained_checkpoint(
         assert not _wait_until_equal(store, half, 240, job), "first half not folded"
         # Offsets are committed when a checkpoint completes: once they reach the end, a
         # restart without the checkpoint's state would lose the first half for good.
-        assert _committed_to_end(kafka_server, topic_prefix, 60), "offsets never committed"
+        assert committed_to_end({"bootstrap.servers": kafka_server}, topic_prefix, 60), (
+            "offsets never committed"
+        )
     finally:
         stop_job(job)
     checkpoints = sorted(
@@ -442,3 +446,29 @@ def test_job_restarts_from_its_retained_checkpoint(
         assert not mismatched, f"{len(mismatched)} keys differ after the restore: {mismatched[:3]}"
     finally:
         stop_job(job)
+
+
+def assert_change_histories(
+    by_key: dict[tuple[str, str], list[dict[str, Any]]],
+    actual: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    """Per key: every revision once, every applied event once (versions 1..N, no gap),
+    revisions moving by one per event and by the instants it drops per expiry, each
+    record taking over from the one before it, the last one equal to the snapshot."""
+    assert set(by_key) == set(actual)
+    for key, records in by_key.items():
+        revisions = [r["revision"] for r in records]
+        assert len(revisions) == len(set(revisions)), f"duplicate revisions at {key}"
+        ordered = sorted(records, key=lambda r: r["revision"])
+        versions = [r["version"] for r in ordered if str(r["cause"]) == "EVENT"]
+        assert versions == list(range(1, actual[key]["version"] + 1)), f"events at {key}"
+        for before, after in itertools.pairwise(ordered):
+            # An event moves the revision by one; an expiry by the expiry instants it drops.
+            step = after["revision"] - before["revision"]
+            assert step == 1 or (step > 1 and str(after["cause"]) == "EXPIRY"), key
+            assert after["previous_available"] == before["available"], f"a gap at {key}"
+        final = ordered[-1]
+        assert final["revision"] == actual[key]["revision"]
+        assert {f: final[f] for f in CONTRACT_FIELDS} == {
+            f: actual[key][f] for f in CONTRACT_FIELDS
+        }

@@ -33,6 +33,7 @@ from tests.integration.test_stream_job_e2e import (
     OUT_OF_ORDERNESS_MS,
     POLICY,
     _wait_until_equal,
+    assert_change_histories,
 )
 from tests.integration.topics import decode, message_key, read_committed
 from transforms.timeutil import format_iso, parse_iso
@@ -399,23 +400,7 @@ def _check_changes(
         last = {k: max(r["revision"] for r in v) for k, v in by_key.items()}
         if last == {k: s["revision"] for k, s in actual.items()} or time.monotonic() > deadline:
             break
-    assert set(by_key) == set(actual)
-    for key, records in by_key.items():
-        revisions = [r["revision"] for r in records]
-        assert len(revisions) == len(set(revisions)), f"duplicate revisions at {key}"
-        ordered = sorted(records, key=lambda r: r["revision"])
-        versions = [r["version"] for r in ordered if str(r["cause"]) == "EVENT"]
-        assert versions == list(range(1, actual[key]["version"] + 1)), f"events at {key}"
-        for before, after in itertools.pairwise(ordered):
-            # An event moves the revision by one; an expiry by the expiry instants it drops.
-            step = after["revision"] - before["revision"]
-            assert step == 1 or (step > 1 and str(after["cause"]) == "EXPIRY"), key
-            assert after["previous_available"] == before["available"], f"a gap at {key}"
-        final = ordered[-1]
-        assert final["revision"] == actual[key]["revision"]
-        assert {f: final[f] for f in CONTRACT_FIELDS} == {
-            f: actual[key][f] for f in CONTRACT_FIELDS
-        }
+    assert_change_histories(by_key, actual)
 
 
 def _check_channels(kafka: str, prefix: str, registry: str, channels: Path) -> None:
