@@ -16,6 +16,7 @@ import time
 import uuid
 from typing import Any
 
+from pipelines.commands.replay import add_replay_outputs
 from pipelines.kafka_options import add_kafka_arguments, add_registry_argument, client_config
 from pipelines.usage import UsageError, existing_file, policy_file, time_flag
 from transforms.timeutil import format_iso
@@ -58,15 +59,7 @@ def register(subparsers: Any) -> None:
         default="jsonl",
         help="JSON lines (as atp replay) or an Avro container file of AtpSnapshot records",
     )
-    out.add_argument(
-        "--as-of",
-        help="replay clock, ISO-8601 (default: the largest occurred_at read); "
-        "events after it are not applied, reservations expire at it",
-    )
-    out.add_argument("--dlq", help="dead letters as JSON lines (default: counted only)")
-    out.add_argument("--policy", help="channel policy JSON; needs --channel-output")
-    out.add_argument("--channel-output", help="channel ATP as JSON lines; needs --policy")
-    out.add_argument("--exceptions", help="exception records as JSON lines")
+    add_replay_outputs(out)
     out.add_argument(
         "--redis-url",
         help="also load the snapshots into this serving store (never over a newer revision)",

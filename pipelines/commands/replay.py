@@ -24,6 +24,19 @@ PROGRESS_MIN_BYTES = 16 * 1024 * 1024
 _CHUNK = 50_000
 
 
+def add_replay_outputs(group: Any) -> None:
+    """The clock and side outputs of a replay; ``atp backfill`` takes the same ones."""
+    group.add_argument(
+        "--as-of",
+        help="replay clock, ISO-8601 (default: the largest occurred_at read); "
+        "events after it are not applied, reservations expire at it",
+    )
+    group.add_argument("--dlq", help="dead letters as JSON lines (default: counted only)")
+    group.add_argument("--policy", help="channel policy JSON; needs --channel-output")
+    group.add_argument("--channel-output", help="channel ATP as JSON lines; needs --policy")
+    group.add_argument("--exceptions", help="exception records as JSON lines")
+
+
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "replay",
@@ -37,15 +50,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--input", required=True, help="events as JSON lines ('-' for stdin)")
     parser.add_argument("--output", required=True, help="snapshots as JSON lines ('-' for stdout)")
-    parser.add_argument(
-        "--as-of",
-        help="replay clock, ISO-8601 (default: the largest occurred_at read); "
-        "events after it are not applied, reservations expire at it",
-    )
-    parser.add_argument("--dlq", help="dead letters as JSON lines (default: counted only)")
-    parser.add_argument("--policy", help="channel policy JSON; needs --channel-output")
-    parser.add_argument("--channel-output", help="channel ATP as JSON lines; needs --policy")
-    parser.add_argument("--exceptions", help="exception records as JSON lines")
+    add_replay_outputs(parser)
     parser.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
