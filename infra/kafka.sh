@@ -206,9 +206,12 @@ start() {
     local t0=$SECONDS
     if [ ! -f "$DATA/meta.properties" ]; then
         local cluster_id
-        cluster_id="$("$PY" -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode())')"
+        # Like Kafka's own ids, never one starting with "-": the storage tool would read it as an option.
+        cluster_id="$("$PY" -c 'import base64,uuid
+while (i := base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()).startswith("-"): pass
+print(i)')"
         say "formatting storage in ${DATA#"$ROOT"/} (cluster id $cluster_id)"
-        java_run kafka.tools.StorageTool format --cluster-id "$cluster_id" --config "$CONF" --ignore-formatted \
+        java_run kafka.tools.StorageTool format --cluster-id="$cluster_id" --config "$CONF" --ignore-formatted \
             >"$LOGS/format.out" 2>&1 || { cat "$LOGS/format.out" >&2; die "storage format failed"; }
     fi
     say "starting broker on $BOOTSTRAP (controller 127.0.0.1:$KAFKA_CONTROLLER_PORT)"
