@@ -47,8 +47,9 @@ PID_DIR="$HOME_DIR/pid"
 CONNECTOR="$ROOT/.cache/jars/flink/flink-sql-connector-kafka-${FLINK_KAFKA_CONNECTOR_VERSION}.jar"
 REST="http://127.0.0.1:$FLINK_REST_PORT"
 
-say() { echo "flink: $*"; }
-die() { echo "flink: $*" >&2; exit 1; }
+NAME=flink
+# shellcheck source=infra/lib.sh
+. infra/lib.sh
 
 [ -x "$PY" ] || die "$PY missing; run infra/bootstrap.sh (make setup) first"
 PYFLINK="$("$PY" -c 'import os, pyflink; print(os.path.dirname(os.path.abspath(pyflink.__file__)))')"

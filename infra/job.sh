@@ -17,10 +17,9 @@ REST_URL_FILE="$HOME_DIR/rest-url"
 CHECKPOINTS="$ROOT/var/checkpoints"
 JOB_START_TIMEOUT="${JOB_START_TIMEOUT:-120}"
 
-say() { echo "job: $*"; }
-die() { echo "job: $*" >&2; exit 1; }
-
-pid_alive() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
+NAME=job
+# shellcheck source=infra/lib.sh
+. infra/lib.sh
 
 # The embedded MiniCluster's REST API listens on a free port (fixed ports would collide
 # with other local jobs, e.g. the tests'): find the one among the JVM's listening ports.
@@ -64,17 +63,16 @@ start() {
     say "running (pid $(cat "$PIDFILE")), first checkpoint after ${waited}s; log in ${LOG#"$ROOT"/}"
 }
 
+term_tree() { # `atp job` and its JVM
+    local pid
+    pid="$(cat "$PIDFILE")"
+    pkill -TERM -P "$pid" 2>/dev/null || true
+    kill -TERM "$pid"
+}
+
 stop() {
-    if pid_alive; then
-        local pid
-        pid="$(cat "$PIDFILE")"
-        pkill -TERM -P "$pid" 2>/dev/null || true
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-        kill -9 "$pid" 2>/dev/null || true
-        say "stopped"
-    fi
-    rm -f "$PIDFILE" "$REST_URL_FILE"
+    stop_pid 15 term_tree
+    rm -f "$REST_URL_FILE"
 }
 
 case "${1:-}" in

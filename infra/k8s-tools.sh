@@ -17,8 +17,9 @@ BIN="$ROOT/.cache/bin"
 HELM="$BIN/helm"
 KUBECONFORM="$BIN/kubeconform"
 
-say() { echo "k8s-tools: $*"; }
-die() { echo "k8s-tools: $*" >&2; exit 1; }
+NAME=k8s-tools
+# shellcheck source=infra/lib.sh
+. infra/lib.sh
 
 # As helm's release builds do: the version it reports, and the Kubernetes version it assumes
 # without a cluster (that of its client-go, v0.36 -> 1.36). A stamp records the flags built with.

@@ -47,16 +47,10 @@ PIDFILE="$HOME_DIR/kafka.pid"
 PY="$ROOT/.venv/bin/python"
 JAVA="${JAVA_HOME:+$JAVA_HOME/bin/}java"
 
-say() { echo "kafka: $*"; }
-die() { echo "kafka: $*" >&2; exit 1; }
-
-pid_alive() { # the pid file names a live broker of this project
-    [ -f "$PIDFILE" ] || return 1
-    local pid
-    pid="$(cat "$PIDFILE")"
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null \
-        && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "kafka.Kafka $CONF"
-}
+NAME=kafka
+PID_MATCH="kafka.Kafka $CONF"
+# shellcheck source=infra/lib.sh
+. infra/lib.sh
 
 answers() { # the broker answers a metadata request within $1 seconds
     "$PY" - "$BOOTSTRAP" "${1:-3}" <<'PY' 2>/dev/null
@@ -243,29 +237,8 @@ print(i)')"
 }
 
 stop() {
-    if pid_alive; then
-        local pid i
-        pid="$(cat "$PIDFILE")"
-        say "stopping pid $pid"
-        kill -TERM "$pid" 2>/dev/null || true
-        for ((i = 0; i < KAFKA_STOP_TIMEOUT * 5; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.2
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            say "pid $pid still alive after ${KAFKA_STOP_TIMEOUT}s; sending SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-            sleep 0.5
-        fi
-        say "stopped"
-    else
-        say "not running"
-    fi
-    rm -f "$PIDFILE"
-    if [ "${1:-}" = "--purge" ]; then
-        rm -rf "$HOME_DIR"
-        say "removed ${HOME_DIR#"$ROOT"/}"
-    fi
+    stop_pid "$KAFKA_STOP_TIMEOUT"
+    purge_home "${1:-}"
 }
 
 status() {

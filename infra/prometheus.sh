@@ -34,40 +34,17 @@ PIDFILE="$HOME_DIR/prometheus.pid"
 LOG="$HOME_DIR/prometheus.log"
 URL="http://127.0.0.1:$PROMETHEUS_PORT"
 
-say() { echo "prometheus: $*"; }
-die() { echo "prometheus: $*" >&2; exit 1; }
+NAME=prometheus
+PID_MATCH="--config.file=$CONF"
+# shellcheck source=infra/lib.sh
+. infra/lib.sh
 
-install() {
-    command -v prometheus >/dev/null && command -v promtool >/dev/null && return 0
-    local sudo=""
-    if [ "$(id -u)" -ne 0 ]; then
-        command -v sudo >/dev/null || die "prometheus is missing and installing it needs root (apt-get install prometheus)"
-        sudo="sudo"
-    fi
-    say "installing prometheus with apt-get"
-    local out
-    out="$(mktemp)"
-    # Debian's package also installs a system service (port 9090); this script never uses it.
-    if ! { $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -qq --no-install-recommends prometheus; } >"$out" 2>&1; then
-        cat "$out" >&2
-        rm -f "$out"
-        die "apt-get install prometheus failed"
-    fi
-    rm -f "$out"
-    command -v prometheus >/dev/null || die "prometheus still missing after apt-get install"
+install() { # Debian's package also installs a system service (port 9090); this script never uses it.
+    apt_install prometheus prometheus promtool
 }
 
 ready() {
     curl -fsS --max-time 2 "$URL/-/ready" >/dev/null 2>&1
-}
-
-pid_alive() { # the pid file names a live prometheus with our configuration
-    [ -f "$PIDFILE" ] || return 1
-    local pid
-    pid="$(cat "$PIDFILE")"
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null \
-        && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "--config.file=$CONF"
 }
 
 write_targets() { # the Flink reporters, as file_sd targets (Prometheus rereads the file itself)
@@ -167,28 +144,8 @@ start() {
 }
 
 stop() {
-    if pid_alive; then
-        local pid i
-        pid="$(cat "$PIDFILE")"
-        say "stopping pid $pid"
-        kill -TERM "$pid" 2>/dev/null || true
-        for ((i = 0; i < 100; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.2
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            say "pid $pid still alive after 20s; sending SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-        say "stopped"
-    else
-        say "not running"
-    fi
-    rm -f "$PIDFILE"
-    if [ "${1:-}" = "--purge" ]; then
-        rm -rf "$HOME_DIR"
-        say "removed ${HOME_DIR#"$ROOT"/}"
-    fi
+    stop_pid 20
+    purge_home "${1:-}"
 }
 
 status() {

@@ -44,28 +44,10 @@ WRITER_USER="${REDIS_WRITER_USER:-atp-writer}"
 ADMIN_USER="${REDIS_ADMIN_USER:-atp-admin}"
 SECRETS="$ROOT/var/secrets"
 
-say() { echo "redis: $*"; }
-die() { echo "redis: $*" >&2; exit 1; }
-
-install() {
-    command -v redis-server >/dev/null && command -v redis-cli >/dev/null && return 0
-    local sudo=""
-    if [ "$(id -u)" -ne 0 ]; then
-        command -v sudo >/dev/null || die "redis-server is missing and installing it needs root (apt-get install redis-server)"
-        sudo="sudo"
-    fi
-    say "installing redis-server with apt-get"
-    local out
-    out="$(mktemp)"
-    if ! { $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -qq --no-install-recommends redis-server redis-tools; } >"$out" 2>&1; then
-        cat "$out" >&2
-        rm -f "$out"
-        die "apt-get install redis-server failed"
-    fi
-    rm -f "$out"
-    command -v redis-server >/dev/null || die "redis-server still missing after apt-get install"
-}
+NAME=redis
+PID_MATCH="127.0.0.1:$REDIS_PORT"
+# shellcheck source=infra/lib.sh
+. infra/lib.sh
 
 cli() { # redis-cli on our port; as the admin user when the default user is off (the password
     # through the environment, never on the command line)
@@ -80,14 +62,6 @@ cli() { # redis-cli on our port; as the admin user when the default user is off 
 
 ping() { # answers PONG on our port
     [ "$(cli ping 2>/dev/null)" = "PONG" ]
-}
-
-pid_alive() { # the pid file names a live redis-server on our port
-    [ -f "$PIDFILE" ] || return 1
-    local pid
-    pid="$(cat "$PIDFILE")"
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null \
-        && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "127.0.0.1:$REDIS_PORT"
 }
 
 write_config() {
@@ -191,7 +165,7 @@ acl_users() {
 }
 
 start() {
-    install
+    apt_install redis-server redis-server redis-cli
     if pid_alive && ping; then
         acl_users
         say "already running (pid $(cat "$PIDFILE")) on 127.0.0.1:$REDIS_PORT"
@@ -223,28 +197,8 @@ start() {
 }
 
 stop() {
-    if pid_alive; then
-        local pid i
-        pid="$(cat "$PIDFILE")"
-        say "stopping pid $pid"
-        cli shutdown nosave >/dev/null 2>&1 || kill -TERM "$pid" 2>/dev/null || true
-        for ((i = 0; i < 50; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.2
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            say "pid $pid still alive after 10s; sending SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-        say "stopped"
-    else
-        say "not running"
-    fi
-    rm -f "$PIDFILE"
-    if [ "${1:-}" = "--purge" ]; then
-        rm -rf "$HOME_DIR"
-        say "removed ${HOME_DIR#"$ROOT"/}"
-    fi
+    stop_pid 10 cli shutdown nosave
+    purge_home "${1:-}"
 }
 
 status() {

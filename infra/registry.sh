@@ -25,8 +25,9 @@ HOME_DIR="$ROOT/var/registry"
 PIDFILE="$HOME_DIR/registry.pid"
 LOG="$HOME_DIR/registry.log"
 
-say() { echo "registry: $*"; }
-die() { echo "registry: $*" >&2; exit 1; }
+NAME=registry
+# shellcheck source=infra/lib.sh
+. infra/lib.sh
 
 java21() {
     if [ -n "${JAVA21_HOME:-}" ]; then echo "$JAVA21_HOME/bin/java"; return; fi
@@ -54,10 +55,6 @@ fetch() {
 
 answers() { curl -fsS -m 2 "$URL/subjects" >/dev/null 2>&1; }
 
-pid_alive() {
-    [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null
-}
-
 start() {
     if pid_alive && answers; then say "already running at $URL"; return 0; fi
     fetch
@@ -84,17 +81,7 @@ start() {
     say "running at $URL (${waited}s)"
 }
 
-stop() {
-    if pid_alive; then
-        local pid
-        pid="$(cat "$PIDFILE")"
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-        kill -9 "$pid" 2>/dev/null || true
-        say "stopped"
-    fi
-    rm -f "$PIDFILE"
-}
+stop() { stop_pid 10; }
 
 case "${1:-}" in
     start) start ;;
