@@ -256,21 +256,7 @@ status() {
 
 topics() {
     answers 5 || die "no broker answers on $BOOTSTRAP; run infra/kafka.sh start"
-    "$PY" - "$BOOTSTRAP" "$TOPIC_PARTITIONS" <<'PY'
-import sys
-
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
-
-bootstrap, partitions = sys.argv[1], int(sys.argv[2])
-# name -> (partitions, config)
-wanted = {
-    "atp.events": (partitions, {"retention.ms": "-1"}),
-    "atp.dead-letters": (partitions, {}),
-    "atp.exceptions": (partitions, {}),
-    "atp.atp-changes": (partitions, {}),
-    "atp.channel-atp": (partitions, {}),
-    "atp.policy": (1, {"cleanup.policy": "compact"}),
+    "$ROOT/.venv/bin/atp" topics --bootstrap-servers "$BOOTSTRAP" --partitions "$TOPIC_PARTITIONS"
 }
 admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
 existing = admin.list_topics(timeout=10).topics

@@ -21,6 +21,7 @@ from pipelines.commands import (
     serve,
     simulate,
     status,
+    topics,
 )
 from pipelines.usage import UsageError
 
@@ -38,6 +39,7 @@ COMMANDS = (
     archive,
     normalize,
     channel_sync,
+    topics,
 )
 
 

@@ -14,9 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from pipelines.stream_config import Topics
 from state.serving import SnapshotStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -130,18 +128,6 @@ class SaslKafka:
             *("-X", f"config.providers.env.class={SHADED}.config.provider.EnvVarConfigProvider"),
             *("-X", f"sasl.jaas.config={jaas}"),
         ]
-
-
-def create_topics(kafka: SaslKafka, prefix: str, partitions: int = 4) -> None:
-    """The job's topics under ``prefix``, created over SASL (no time-based retention: records
-    carry their event time, months in the past)."""
-    admin = AdminClient(kafka.client_config())
-    topics = vars(Topics.with_prefix(prefix)).values()
-    futures = admin.create_topics(
-        [NewTopic(name, partitions, 1, config={"retention.ms": "-1"}) for name in topics]
-    )
-    for future in futures.values():
-        future.result(timeout=30)
 
 
 def atp(*args: str) -> subprocess.CompletedProcess[str]:

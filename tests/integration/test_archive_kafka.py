@@ -14,7 +14,6 @@ import fastavro
 import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from pipelines.archive import (
     archive_schema,
@@ -27,7 +26,7 @@ from pipelines.archive import (
 from pipelines.event_codec import EventCodec
 from pipelines.simulate import SimConfig, simulate
 from pipelines.wire import WireFormat
-from tests.integration.topics import read_committed
+from tests.integration.topics import new_topics, read_committed
 from transforms.events import Event
 from transforms.validation import event_to_record
 
@@ -44,11 +43,8 @@ def _atp(*args: str) -> subprocess.CompletedProcess[bytes]:
 
 
 def _topic(servers: str, name: str) -> str:
-    admin = AdminClient({"bootstrap.servers": servers})
     topic = f"{name}-{uuid.uuid4().hex[:8]}"
-    admin.create_topics([NewTopic(topic, PARTITIONS, 1, config={"retention.ms": "-1"})])[
-        topic
-    ].result(30)
+    new_topics(servers, [topic], PARTITIONS)
     return topic
 
 

@@ -11,9 +11,9 @@ from typing import Any
 import orjson
 import pytest
 import redis
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from state.serving import SnapshotStore
+from tests.integration.topics import new_topics
 
 pytestmark = pytest.mark.integration
 
@@ -43,9 +43,7 @@ def replay(log: Path, folder: Path) -> tuple[bytes, list[dict[str, Any]]]:
 
 def make_topic(servers: str, partitions: int) -> str:
     topic = f"backfill-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": servers})
-    config = {"retention.ms": "-1"}
-    admin.create_topics([NewTopic(topic, partitions, 1, config=config)])[topic].result(30)
+    new_topics(servers, [topic], partitions)
     return topic
 
 

@@ -21,11 +21,11 @@ from typing import Any
 import orjson
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from pipelines.channel_sync.change import Change
 from pipelines.wire import WireFormat
 from state.schemas import CHANNEL_ATP_CHANGE
+from tests.integration.topics import new_topics
 from tests.integration.webhook_receiver import Received, Receiver
 
 pytestmark = pytest.mark.integration
@@ -52,9 +52,7 @@ def _change(channel: str, item: str, version: int) -> Change:
 
 def _topic(servers: str, name: str) -> str:
     topic = f"{name}-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": servers})
-    new = NewTopic(topic, PARTITIONS, 1, config={"retention.ms": "-1"})
-    admin.create_topics([new])[topic].result(30)
+    new_topics(servers, [topic], PARTITIONS)
     return topic
 
 

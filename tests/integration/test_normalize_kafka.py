@@ -11,9 +11,8 @@ from pathlib import Path
 import orjson
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from tests.integration.topics import decode, message_key, read_committed
+from tests.integration.topics import decode, message_key, new_topics, read_committed
 from transforms.adapters import ADAPTERS, Options
 from transforms.timeutil import parse_iso
 from transforms.validation import parse_event
@@ -30,13 +29,8 @@ class Topics:
         self.raw = f"{prefix}.raw-{system}"
         self.events = f"{prefix}.events"
         self.dead = f"{prefix}.dead-letters"
-        admin = AdminClient({"bootstrap.servers": servers})
-        wanted = [
-            NewTopic(name, partitions, 1, config={"retention.ms": "-1"})
-            for name, partitions in ((self.raw, 2), (self.events, 4), (self.dead, 1))
-        ]
-        for future in admin.create_topics(wanted).values():
-            future.result(30)
+        for name, partitions in ((self.raw, 2), (self.events, 4), (self.dead, 1)):
+            new_topics(servers, [name], partitions)
 
     def send(self, records: list[tuple[bytes, bytes]]) -> None:
         producer = Producer({"bootstrap.servers": self.servers, "enable.idempotence": True})

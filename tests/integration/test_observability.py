@@ -27,10 +27,10 @@ from tests.integration.secured import (
     SaslKafka,
     SecureRedis,
     atp,
-    create_topics,
     job_args,
     produce,
 )
+from tests.integration.topics import new_job_topics
 
 pytestmark = pytest.mark.integration
 
@@ -101,7 +101,7 @@ def running_job(
     """The stream job on the cluster, fed a simulated log (redeliveries, malformed records)."""
     tmp = tmp_path_factory.mktemp("observability")
     prefix = f"obs-{uuid.uuid4().hex[:8]}."
-    create_topics(sasl_kafka, prefix)
+    new_job_topics(sasl_kafka.client_config(), prefix)
     secure_redis.client("admin", DB).flushdb()
     events, replayed = tmp / "events.jsonl", tmp / "replay.jsonl"
     atp("simulate", "--events", "3000", "--skus", "30", "--seed", "5", "--output", str(events))

@@ -11,10 +11,10 @@ from pathlib import Path
 import orjson
 import pytest
 from confluent_kafka import Consumer, Message, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from pipelines.wire import WireFormat
 from state.schemas import INVENTORY_EVENT
+from tests.integration.topics import new_topics
 from transforms.timeutil import parse_iso
 from transforms.validation import parse_event
 
@@ -25,8 +25,7 @@ def test_produce_keys_orders_and_stamps_records(
     kafka_server: str, registry_server: str, tmp_path: Path
 ) -> None:
     topic = f"produce-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": kafka_server})
-    admin.create_topics([NewTopic(topic, 1, 1, config={"retention.ms": "-1"})])[topic].result(30)
+    new_topics(kafka_server, [topic], 1)
     events = [
         {
             "event_id": f"e{i}",

@@ -14,14 +14,13 @@ from typing import Any
 import orjson
 import pytest
 import redis
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from pipelines.event_codec import EventCodec
 from pipelines.reconcile import correction_event_id
 from pipelines.simulate import SimConfig, simulate
 from pipelines.wire import WireFormat
 from state.serving import SnapshotStore
-from tests.integration.topics import read_committed
+from tests.integration.topics import new_topics, read_committed
 from transforms.events import CYCLE_COUNT, Event, Key
 from transforms.timeutil import format_iso, parse_iso
 
@@ -77,8 +76,7 @@ def test_published_corrections_bring_on_hand_to_the_count(
     differing = {key for key, q in counted.items() if q != snapshots[key]["on_hand"]}
     assert differing and len(differing) < len(counted)
     topic = f"reconcile-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": kafka_server})
-    admin.create_topics([NewTopic(topic, 2, 1, config={"retention.ms": "-1"})])[topic].result(30)
+    new_topics(kafka_server, [topic], 2)
 
     publish = (
         "reconcile",

@@ -21,7 +21,6 @@ from tests.integration.secured import (
     SaslKafka,
     SecureRedis,
     atp,
-    create_topics,
     job_args,
     produce,
 )
@@ -32,7 +31,7 @@ from tests.integration.test_stream_job_e2e import (
     assert_change_histories,
     committed_to_end,
 )
-from tests.integration.topics import decode, message_key, read_committed
+from tests.integration.topics import decode, message_key, new_job_topics, read_committed
 from transforms.timeutil import format_iso, parse_iso
 
 pytestmark = pytest.mark.integration
@@ -57,7 +56,7 @@ def test_a_changed_job_restores_from_a_savepoint(
     tmp_path: Path,
 ) -> None:
     cluster, prefix = secured_flink, f"upgrade-{uuid.uuid4().hex[:8]}."
-    create_topics(sasl_kafka, prefix)
+    new_job_topics(sasl_kafka.client_config(), prefix)
     secure_redis.client("admin", DB).flushdb()
     events = tmp_path / "events.jsonl"
     atp("simulate", "--events", "3000", "--skus", "40", "--seed", "21", "--output", str(events))

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient
 from rich.console import Console
 
 from pipelines.cli import build_parser, main
@@ -28,6 +28,7 @@ from pipelines.stream_config import Topics
 from pipelines.wire import WireFormat
 from state.schemas import ATP_CHANGE
 from state.serving import SnapshotStore
+from tests.integration.topics import new_topics
 from transforms.snapshot import QUANTITY_FIELDS
 
 pytestmark = pytest.mark.integration
@@ -40,12 +41,10 @@ COMMITTED = {0: 10, 1: 15, 3: 40}
 @pytest.fixture
 def topics(kafka_server: str) -> Iterator[Topics]:
     topics = Topics.with_prefix(f"status-{uuid.uuid4().hex[:8]}.")
-    admin = AdminClient({"bootstrap.servers": kafka_server})
     names = [topics.events, topics.atp_changes]
-    futures = admin.create_topics([NewTopic(n, 4, 1, config={"retention.ms": "-1"}) for n in names])
-    for future in futures.values():
-        future.result(timeout=30)
+    new_topics(kafka_server, names)
     yield topics
+    admin = AdminClient({"bootstrap.servers": kafka_server})
     for future in admin.delete_topics(names).values():
         future.result(timeout=30)
 

@@ -20,14 +20,13 @@ import orjson
 import pytest
 import redis
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from pipelines.stream_config import REGISTRY_URL, Topics
+from pipelines.stream_config import REGISTRY_URL
 from pipelines.wire import WireFormat
 from state.schemas import INVENTORY_EVENT
 from state.serving import SnapshotStore
 from tests.golden.vectors import combined_log
-from tests.integration.topics import decode, message_key, read_committed
+from tests.integration.topics import decode, message_key, new_job_topics, read_committed
 from transforms.channels import channel_available, parse_policy
 from transforms.events import Event
 from transforms.snapshot import QUANTITY_FIELDS
@@ -47,17 +46,7 @@ E2E_EVENTS = 100_000
 @pytest.fixture
 def topic_prefix(kafka_server: str, registry_server: str) -> str:
     prefix = f"e2e-{uuid.uuid4().hex[:8]}."
-    admin = AdminClient({"bootstrap.servers": kafka_server})
-    # Records are stamped with event time, months in the past: no time-based retention.
-    no_retention = {"retention.ms": "-1"}
-    futures = admin.create_topics(
-        [
-            NewTopic(name, 4, 1, config=no_retention)
-            for name in vars(Topics.with_prefix(prefix)).values()
-        ]
-    )
-    for future in futures.values():
-        future.result(timeout=30)
+    new_job_topics(kafka_server, prefix)
     return prefix
 
 

@@ -21,9 +21,7 @@ from typing import Any
 import orjson
 import pytest
 import redis
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from pipelines.stream_config import Topics
 from state.serving import SnapshotStore
 from tests.integration.conftest import ROOT, _infra, _service
 from tests.integration.jobs import FlinkCluster
@@ -35,7 +33,7 @@ from tests.integration.test_stream_job_e2e import (
     _wait_until_equal,
     assert_change_histories,
 )
-from tests.integration.topics import decode, message_key, read_committed
+from tests.integration.topics import decode, message_key, new_job_topics, read_committed
 from transforms.timeutil import format_iso, parse_iso
 
 pytestmark = pytest.mark.integration
@@ -133,18 +131,6 @@ def atp(*args: str) -> None:
     subprocess.run([*ATP, *args], check=True, capture_output=True)
 
 
-def create_topics(kafka: str, prefix: str) -> None:
-    admin = AdminClient({"bootstrap.servers": kafka})
-    futures = admin.create_topics(
-        [
-            NewTopic(name, 4, 1, config={"retention.ms": "-1"})
-            for name in vars(Topics.with_prefix(prefix)).values()
-        ]
-    )
-    for future in futures.values():
-        future.result(timeout=30)
-
-
 def now_ms() -> float:
     return time.time() * 1000
 
@@ -158,7 +144,7 @@ def test_job_recovers_exactly_once_from_killed_taskmanagers_and_a_broker_restart
     tmp_path: Path,
 ) -> None:
     cluster, prefix = fault_cluster, f"faults-{uuid.uuid4().hex[:8]}."
-    create_topics(fault_kafka, prefix)
+    new_job_topics(fault_kafka, prefix)
     args = service_args(fault_kafka, registry_server)
 
     events, policy = tmp_path / "events.jsonl", tmp_path / "policy.json"

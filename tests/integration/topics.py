@@ -1,4 +1,4 @@
-"""Reading the job's topics in tests: committed records only, decoded to dicts.
+"""The tests' topics: creating them, and reading them committed-only, decoded to dicts.
 
 Every test that checks a topic goes through ``read_committed`` and ``decode``, so the
 wire format of the topics is known in one place.
@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import cache
 from typing import Any
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from pipelines.stream_config import REGISTRY_URL
+from pipelines.stream_config import REGISTRY_URL, Topics
+from pipelines.topic_admin import RETAIN_FOREVER, TopicSpec, create_topics
 from pipelines.wire import WireFormat
 from state.schemas import (
     ATP_CHANGE,
@@ -23,6 +24,19 @@ from state.schemas import (
     DEAD_LETTER,
     INVENTORY_EVENT,
 )
+
+
+def new_topics(config: str | Mapping[str, Any], names: Iterable[str], partitions: int = 4) -> None:
+    """Creates the topics (``config``: bootstrap servers or a client configuration), kept
+    forever: records carry their event time, months in the past."""
+    if isinstance(config, str):
+        config = {"bootstrap.servers": config}
+    create_topics(config, [TopicSpec(name, partitions, RETAIN_FOREVER) for name in names])
+
+
+def new_job_topics(config: str | Mapping[str, Any], prefix: str, partitions: int = 4) -> None:
+    """Every topic of the job under ``prefix``, ``partitions`` each."""
+    new_topics(config, vars(Topics.with_prefix(prefix)).values(), partitions)
 
 
 def read_committed(
