@@ -39,8 +39,8 @@ from pathlib import Path
 import redis
 from confluent_kafka import Consumer, Producer
 
-from pipelines.commands.produce import encoded_value, record_key_and_time
 from pipelines.event_codec import EventCodec
+from pipelines.event_publisher import encoded_value, record_key_and_time
 from pipelines.replay import Replayer
 from pipelines.simulate import SimConfig, simulate
 from pipelines.stream_config import REGISTRY_URL, ROOT, Topics

@@ -19,9 +19,9 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from pipelines.commands.produce import record_key_and_time
 from pipelines.dead_letters import DeadLetter
 from pipelines.event_codec import EventCodec
+from pipelines.event_publisher import produce_waiting, record_key_and_time
 from pipelines.wire import WireFormat, dead_letter_record
 from state.schemas import DEAD_LETTER
 from transforms.adapters import Adapter, Options, Result
@@ -194,13 +194,8 @@ class StreamNormalizer:
                 self._produce(self.to_topic, key, value, occurred_at)
 
     def _produce(self, topic: str, key: bytes | None, value: bytes, timestamp: int) -> None:
-        while True:
-            try:
-                self.producer.produce(topic, value, key=key, timestamp=timestamp)
-                self.producer.poll(0)
-                return
-            except BufferError:  # local queue full: let it drain
-                self.producer.poll(0.5)
+        produce_waiting(self.producer, topic, value, key=key, timestamp=timestamp)
+        self.producer.poll(0)
 
 
 def _usable(message: Message) -> bool:

@@ -7,15 +7,11 @@ import sys
 from typing import Any
 
 import orjson
-from confluent_kafka import Producer
 
-from pipelines.event_codec import EventCodec
+from pipelines.event_publisher import EventPublisher, record_key_and_time
 from pipelines.jsonl import open_input
 from pipelines.kafka_options import add_kafka_arguments, add_registry_argument, client_config
 from pipelines.usage import existing_file, time_flag
-from pipelines.wire import WireFormat
-from transforms.events import Event
-from transforms.timeutil import parse_iso
 
 
 def register(subparsers: Any) -> None:
@@ -43,43 +39,10 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(run=run)
 
 
-def record_key_and_time(line: bytes, last_time: int) -> tuple[bytes | None, int]:
-    """The record key and timestamp; unreadable records keep the previous time."""
-    try:
-        record = orjson.loads(line)
-        item, location = record["item_id"], record["location_id"]
-        occurred = record["occurred_at"]
-        at = parse_iso(occurred) if isinstance(occurred, str) else int(occurred)
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-        return None, last_time
-    return f"{item}|{location}".encode(), at
-
-
-def encoded_value(line: bytes, codec: EventCodec) -> bytes:
-    """The Avro record of a valid event; anything else as it is, for the job to dead-letter."""
-    decoded, _ = codec.decode(line)
-    return codec.encode(decoded) if isinstance(decoded, Event) else line
-
-
 def run(args: argparse.Namespace) -> int:
     existing_file(args.input)
     heartbeat_at = time_flag("--heartbeat-at", args.heartbeat_at)
-    codec = EventCodec(WireFormat(args.registry_url), args.topic)
-    producer = Producer(client_config(args, **{"enable.idempotence": True, "linger.ms": 20}))
-    failures: list[str] = []
-
-    def delivered(error: Any, _message: Any) -> None:
-        if error is not None:
-            failures.append(str(error))
-
-    def send(line: bytes, key: bytes | None, at: int) -> None:
-        while True:
-            try:
-                producer.produce(args.topic, line, key=key, timestamp=at, on_delivery=delivered)
-                return
-            except BufferError:  # local queue full: let it drain
-                producer.poll(0.5)
-
+    publisher = EventPublisher(client_config(args), args.registry_url, args.topic)
     # Unreadable records before the first readable one wait for its time: a timestamp
     # of 0 would be stamped with the wall clock and move the job's watermark to now.
     waiting: list[bytes] = []
@@ -94,31 +57,23 @@ def run(args: argparse.Namespace) -> int:
                 waiting.append(line)
                 continue
             for early in waiting:
-                send(encoded_value(early, codec), None, last_time)
+                publisher.send(publisher.encoded_line(early), None, last_time)
             sent += len(waiting)
             waiting.clear()
-            send(encoded_value(line, codec), key, last_time)
-            producer.poll(0)
+            publisher.send(publisher.encoded_line(line), key, last_time)
             sent += 1
     for early in waiting:  # nothing readable at all: the broker's time it is
-        send(early, None, 0)
+        publisher.send(early, None, 0)
     sent += len(waiting)
     if heartbeat_at is not None:
-        metadata = producer.list_topics(args.topic, timeout=10)
+        metadata = publisher.producer.list_topics(args.topic, timeout=10)
         heartbeat = orjson.dumps({"heartbeat": True})
         for partition in metadata.topics[args.topic].partitions:
-            producer.produce(
-                args.topic,
-                heartbeat,
-                partition=partition,
-                timestamp=heartbeat_at,
-                on_delivery=delivered,
-            )
-    remaining = producer.flush(60)
-    if failures or remaining:
+            publisher.send(heartbeat, None, heartbeat_at, partition=partition)
+    failures = publisher.close()
+    if failures:
         print(
-            f"atp produce: {len(failures) + remaining} records not delivered: "
-            f"{failures[:1] or 'flush timed out'}",
+            f"atp produce: records not delivered ({len(failures)} failures): {failures[0]}",
             file=sys.stderr,
         )
         return 1

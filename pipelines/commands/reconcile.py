@@ -8,11 +8,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
-from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
-from pipelines.commands.produce import encoded_value, record_key_and_time
-from pipelines.event_codec import EventCodec
+from pipelines.event_publisher import EventPublisher, record_key_and_time
 from pipelines.jsonl import dumps, open_output
 from pipelines.kafka_options import add_kafka_arguments, add_registry_argument, client_config
 from pipelines.reconcile import (
@@ -29,7 +27,6 @@ from pipelines.reconcile import (
     to_csv,
 )
 from pipelines.usage import UsageError, existing_file
-from pipelines.wire import WireFormat
 from state.serving import SnapshotStore
 from transforms.events import Event, Key
 
@@ -169,27 +166,14 @@ def write_metrics(path: str, report: Report) -> None:
 
 
 def publish(args: argparse.Namespace, events: list[Event]) -> list[str]:
-    """Publish corrections exactly as ``atp produce`` publishes a log's lines (same key,
-    record time and value encoding); return the delivery failures."""
-    codec = EventCodec(WireFormat(args.registry_url), args.topic)
-    producer = Producer(client_config(args, **{"enable.idempotence": True, "linger.ms": 20}))
-    failures: list[str] = []
-
-    def delivered(error: Any, _message: Any) -> None:
-        if error is not None:
-            failures.append(str(error))
-
+    """Publish corrections exactly as ``atp produce`` publishes a log's lines; return the
+    delivery failures."""
+    publisher = EventPublisher(client_config(args), args.registry_url, args.topic)
     for event in events:
         line = correction_line(event)
         key, at = record_key_and_time(line, 0)
-        producer.produce(
-            args.topic, encoded_value(line, codec), key=key, timestamp=at, on_delivery=delivered
-        )
-        producer.poll(0)
-    remaining = producer.flush(60)
-    if remaining:
-        failures.append(f"{remaining} records still queued after 60 s")
-    return failures
+        publisher.send(publisher.encoded_line(line), key, at)
+    return publisher.close()
 
 
 def run(args: argparse.Namespace) -> int:
