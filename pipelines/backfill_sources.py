@@ -4,7 +4,10 @@ Each source is cut into splits that workers read independently. Every record kee
 its log position, ``(stream, seq, ts)``:
 
 - JSON lines: stream 0, seq = line number (what ``atp replay`` numbers dead letters by);
-- Avro archives: stream 0, seq = file rank (paths sorted) << 32 | record index;
+- Avro archives: the archived ``(kafka_partition, kafka_offset, kafka_timestamp)`` as the
+  Kafka source has them, so an archive replays in the topic's order although a late
+  event sits in the folder of its own date; records without them (archives written by
+  something else) are stream -1, seq = file rank (paths sorted) << 32 | record index;
 - Kafka: stream = partition, seq = offset, ts = record timestamp.
 
 A key's records all live in one stream, so ordering each stream by seq restores every
@@ -21,6 +24,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -157,8 +161,9 @@ class AvroSplit:
             index = -1
             for index, record in enumerate(fastavro.reader(handle)):
                 decoded = parse_event(record) if isinstance(record, dict) else None
+                stream, seq, ts = _archived_position(record) or (UNPOSITIONED, base | index, 0)
                 if isinstance(decoded, Event):
-                    reader.event(0, base | index, 0, decoded)
+                    reader.event(stream, seq, ts, decoded)
                 else:
                     reasons = _reasons(decoded)
                     raw = orjson.dumps(record)
@@ -169,11 +174,28 @@ class AvroSplit:
                         event_id if isinstance(event_id, str) else None,
                         {"source_file": self.path, "record": index + 1},
                     )
-                    reader.dead_letter((0, base | index), letter)
+                    reader.dead_letter((stream, seq), letter)
                 if not index & 0x3FFF:
                     progress(handle.tell())
             reader.replayer.stats.lines = index + 1
         progress(self.units)
+
+
+UNPOSITIONED: Final = -1
+"""The stream of archived records that carry no Kafka position."""
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _archived_position(record: Any) -> tuple[int, int, int] | None:
+    """``(partition, offset, record time)`` of a record ``atp archive`` wrote, else None."""
+    if not isinstance(record, dict):
+        return None
+    partition, offset = record.get("kafka_partition"), record.get("kafka_offset")
+    if not isinstance(partition, int) or not isinstance(offset, int):
+        return None
+    at = record.get("kafka_timestamp")  # fastavro reads timestamp-millis as a datetime
+    ts = (at - _EPOCH) // timedelta(milliseconds=1) if isinstance(at, datetime) else 0
+    return partition, offset, ts
 
 
 def _reasons(decoded: list[Violation] | None) -> tuple[Violation, ...]:

@@ -16,6 +16,7 @@ import fastavro
 import orjson
 import pytest
 
+from pipelines.archive import archive_schema
 from pipelines.backfill_sources import log_order, plan_json_lines
 from pipelines.cli import main
 from pipelines.dead_letters import decode_json_event
@@ -179,6 +180,52 @@ def test_avro_archive_and_avro_output_equal_replay(
     expected = [_snapshot_json_to_record(orjson.loads(s)) for s in reference.open("rb")]
     assert len(got) == len(expected) > 1000
     assert got == expected
+
+
+def test_an_archive_replays_in_the_topic_order_not_in_date_folder_order(tmp_path: Path) -> None:
+    """A late receipt (an earlier occurred_at, a later offset) lands in the folder of its
+    date, ahead of the count before it in the log; the count is absolute, so the order
+    decides on_hand. The backfill must follow the archived offsets, as the log did."""
+
+    def line(n: int, event_type: str, quantity: int, day: int) -> bytes:
+        return orjson.dumps(
+            {
+                "event_id": f"e{n}",
+                "event_type": event_type,
+                "source_system": "WMS",
+                "occurred_at": f"2026-05-0{day}T10:00:00Z",
+                "item_id": "SKU1",
+                "location_id": "DC1",
+                "quantity": quantity,
+            }
+        )
+
+    lines = [line(0, "RECEIPT", 10, 2), line(1, "CYCLE_COUNT", 7, 2), line(2, "RECEIPT", 5, 1)]
+    log = tmp_path / "log.jsonl"
+    log.write_bytes(b"".join(raw + b"\n" for raw in lines))
+    reference = tmp_path / "reference.jsonl"
+    assert main(["replay", "--input", str(log), "--output", str(reference)]) == 0
+    assert orjson.loads(reference.read_bytes())["on_hand"] == 12  # 10, counted 7, then +5
+
+    archive = tmp_path / "archive"
+    for offset, raw in enumerate(lines):
+        event = decode_json_event(raw)
+        assert isinstance(event, Event)
+        folder = archive / f"date={format_iso(event.occurred_at)[:10]}"
+        folder.mkdir(parents=True, exist_ok=True)
+        record = {
+            **event_to_record(event),
+            "kafka_partition": 0,
+            "kafka_offset": offset,
+            "kafka_timestamp": event.occurred_at,
+        }
+        with (folder / f"part-0-{offset}.avro").open("wb") as out:
+            fastavro.writer(out, archive_schema(), [record])
+    backfilled = tmp_path / "backfill.jsonl"
+    args = ["--archive", str(archive), "--output", str(backfilled), "--no-progress"]
+    result = subprocess.run([*ATP, "backfill", *args], capture_output=True, check=False)
+    assert result.returncode == 0, result.stderr.decode()
+    assert backfilled.read_bytes() == reference.read_bytes()
 
 
 def event_json(event: Event) -> dict[str, Any]:
