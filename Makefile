@@ -43,6 +43,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check transforms state pipelines tests bench api
 	$(VENV)/bin/mypy
+	@for script in infra/*.sh .ci/run; do bash -n "$$script" || exit 1; done
 
 unit: setup
 	$(VENV)/bin/pytest -q tests/unit

@@ -258,34 +258,6 @@ topics() {
     answers 5 || die "no broker answers on $BOOTSTRAP; run infra/kafka.sh start"
     "$ROOT/.venv/bin/atp" topics --bootstrap-servers "$BOOTSTRAP" --partitions "$TOPIC_PARTITIONS"
 }
-admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
-existing = admin.list_topics(timeout=10).topics
-new = [
-    NewTopic(name, num_partitions=n, replication_factor=1, config=cfg)
-    for name, (n, cfg) in wanted.items()
-    if name not in existing
-]
-failed = False
-if new:
-    for name, fut in admin.create_topics(new, operation_timeout=30, request_timeout=30).items():
-        try:
-            fut.result()
-            print(f"kafka: created {name}")
-        except KafkaException as exc:
-            if exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
-                continue
-            print(f"kafka: creating {name} failed: {exc}", file=sys.stderr)
-            failed = True
-topics = admin.list_topics(timeout=10).topics
-for name, (n, _) in wanted.items():
-    if name not in topics:
-        continue
-    have = len(topics[name].partitions)
-    note = "" if have == n else f" (wanted {n}; partitions are never changed here)"
-    print(f"kafka: {name}: {have} partitions{note}")
-sys.exit(1 if failed else 0)
-PY
-}
 
 case "${1:-}" in
     start) start ;;
