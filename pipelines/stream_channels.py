@@ -34,34 +34,11 @@ from transforms.channels import (
 POLICY_STATE = MapStateDescriptor("channel-policy", Types.STRING(), Types.STRING())
 _CURRENT: Final = "current"
 
-# (channel|item key, channel, item, location, available, as_of, locations JSON, share
-# numerator, share denominator, buffer): one row per channel a location serves.
-CHANNEL_UPDATE = Types.ROW_NAMED(
-    [
-        "key",
-        "channel",
-        "item_id",
-        "location_id",
-        "available",
-        "as_of",
-        "locations",
-        "share_num",
-        "share_den",
-        "buffer",
-    ],
-    [
-        Types.STRING(),
-        Types.STRING(),
-        Types.STRING(),
-        Types.STRING(),
-        Types.LONG(),
-        Types.LONG(),
-        Types.STRING(),
-        Types.LONG(),
-        Types.LONG(),
-        Types.LONG(),
-    ],
-)
+# (channel|item key, update): the key leads, so the stage is keyed on the JVM (see
+# stream_job._keyed_by_first_field); the update is a JSON array (channel, item, location,
+# available, as_of, locations, share numerator, share denominator, buffer), one string
+# across the JVM boundary instead of nine converted fields.
+CHANNEL_UPDATE = Types.ROW_NAMED(["key", "update"], [Types.STRING(), Types.STRING()])
 
 
 class FanOutToChannels(BroadcastProcessFunction):  # type: ignore[misc]
@@ -95,18 +72,18 @@ class FanOutToChannels(BroadcastProcessFunction):  # type: ignore[misc]
         item, location, available, as_of = row[2], row[3], row[6], row[7]
         for channel in self._policy(document).channels_for(location):
             share = channel.share
-            yield Row(
-                f"{channel.channel}|{item}",
+            update = (
                 channel.channel,
                 item,
                 location,
                 available,
                 as_of,
-                orjson.dumps(channel.locations).decode(),
+                channel.locations,
                 share.numerator,
                 share.denominator,
                 channel.buffer,
             )
+            yield Row(f"{channel.channel}|{item}", orjson.dumps(update).decode())
 
     def process_broadcast_element(self, value: bytes | str, ctx: Any) -> None:
         document = value.decode() if isinstance(value, bytes | bytearray) else str(value)
@@ -134,10 +111,12 @@ class ChannelAvailability(KeyedProcessFunction):  # type: ignore[misc]
         self.last = runtime_context.get_state(ValueStateDescriptor("last", Types.LONG()))
         self.version = runtime_context.get_state(ValueStateDescriptor("version", Types.LONG()))
 
-    def process_element(self, row: Row, ctx: Any) -> Iterator[Row]:
-        self.by_location.put(row[3], row[4])
-        locations = tuple(orjson.loads(row[6]))
-        policy = ChannelPolicy(row[1], locations, Fraction(row[7], row[8]), row[9])
+    def process_element(self, update: str, ctx: Any) -> Iterator[Row]:
+        channel, item, location, available_here, as_of, locations, num, den, buffer = orjson.loads(
+            update
+        )
+        self.by_location.put(location, available_here)
+        policy = ChannelPolicy(channel, tuple(locations), Fraction(num, den), buffer)
         available = {
             loc: self.by_location.get(loc) or 0
             for loc in locations
@@ -151,12 +130,13 @@ class ChannelAvailability(KeyedProcessFunction):  # type: ignore[misc]
         self.last.update(value)
         self.version.update(version)
         change = {
-            "channel": row[1],
-            "item_id": row[2],
+            "channel": channel,
+            "item_id": item,
             "available": value,
             "previous_available": previous,
             "version": version,
-            "as_of": row[5] or None,
-            "cause_location_id": row[3],
+            "as_of": as_of or None,
+            "cause_location_id": location,
         }
-        yield Row(row[0], jvm_string(self.wire.encode(CHANNEL_ATP_CHANGE, self.topic, change)))
+        encoded = jvm_string(self.wire.encode(CHANNEL_ATP_CHANGE, self.topic, change))
+        yield Row(f"{channel}|{item}", encoded)

@@ -240,10 +240,10 @@ class FoldByKey(KeyedProcessFunction):  # type: ignore[misc]
             clock or 0,
         )
 
-    def process_element(self, row: Row, ctx: Any) -> Iterator[Any]:
-        key = row[0]
+    def process_element(self, payload: str, ctx: Any) -> Iterator[Any]:
+        key = ctx.get_current_key()
         item, location = key.split(KEY_SEPARATOR, 1)
-        event = Event(*orjson.loads(row[1]))
+        event = Event(*orjson.loads(payload))
         state = self._load(key)
         # The clock is the watermark: reservations it has passed expire before the event
         # applies, even if their timer is still queued.

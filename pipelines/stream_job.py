@@ -14,7 +14,7 @@ from typing import Any
 from pyflink.common import Configuration, Duration, WatermarkStrategy
 from pyflink.common.serialization import SimpleStringSchema
 from pyflink.common.typeinfo import Types
-from pyflink.datastream import StreamExecutionEnvironment
+from pyflink.datastream import DataStream, KeyedStream, StreamExecutionEnvironment
 from pyflink.datastream.connectors.base import DeliveryGuarantee, Sink
 from pyflink.datastream.connectors.kafka import (
     KafkaOffsetResetStrategy,
@@ -137,6 +137,20 @@ def _redis_sink(config: JobConfig) -> Sink:
 _REDIS_FIELDS = ("item_id", "location_id", "revision", "snapshot")
 
 
+def _keyed_by_first_field(stream: DataStream, value_type: Any) -> KeyedStream:
+    """``key_by`` on the rows' first field, selected on the JVM.
+
+    PyFlink's ``key_by`` adds a Python operator that wraps every record as
+    ``Row(key, record)`` for its JVM key selector, which takes field 0; our rows already
+    are ``Row(key, value)``, so the same selector applies to them directly, and the keyed
+    Python function receives ``value`` (field 1), as it would the wrapped record.
+    """
+    j_keyed = stream._j_data_stream.keyBy(
+        get_gateway().jvm.KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info()
+    )
+    return KeyedStream(j_keyed, value_type, stream)
+
+
 def build(env: StreamExecutionEnvironment, config: JobConfig) -> None:
     """Wire the job's operators into ``env``."""
     source_builder = (
@@ -186,7 +200,7 @@ def build(env: StreamExecutionEnvironment, config: JobConfig) -> None:
     ).name("dead letters").uid("dead-letters-sink")
 
     changes = (
-        decoded.key_by(lambda row: row[0], key_type=Types.STRING())
+        _keyed_by_first_field(decoded, Types.STRING())
         .process(FoldByKey(config.topics, config.registry_url), output_type=SNAPSHOT_CHANGE)
         .name("fold")
         .uid("fold")
@@ -216,12 +230,14 @@ def _channel_stage(env: StreamExecutionEnvironment, config: JobConfig, changes: 
     policy_stream = env.from_source(policies, WatermarkStrategy.no_watermarks(), "policy").uid(
         "policy-source"
     )
-    (
+    updates = (
         changes.connect(policy_stream.broadcast(POLICY_STATE))
         .process(FanOutToChannels(config.policy), output_type=CHANNEL_UPDATE)
         .name("channel fan-out")
         .uid("channel-fan-out")
-        .key_by(lambda row: row[0], key_type=Types.STRING())
+    )
+    (
+        _keyed_by_first_field(updates, Types.STRING())
         .process(
             ChannelAvailability(config.topics.channel_atp, config.registry_url),
             output_type=KEYED_RECORD,
