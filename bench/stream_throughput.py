@@ -25,6 +25,8 @@ Usage: .venv/bin/python bench/stream_throughput.py [--events 100000] [--parallel
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -204,7 +206,8 @@ def baseline(topic: str, store: SnapshotStore, changes_topic: str, total: int) -
 def running_job(prefix: str, parallelism: int) -> Iterator[SnapshotStore]:
     store = SnapshotStore.from_url(REDIS_URL)
     store.client.flushdb()
-    with tempfile.TemporaryDirectory() as tmp:
+    # The job's JVM may still be writing a checkpoint as it stops.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         log = Path(tmp) / "job.log"
         job = subprocess.Popen(
             [
@@ -225,6 +228,7 @@ def running_job(prefix: str, parallelism: int) -> Iterator[SnapshotStore]:
             ],
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # stopped as a group: the command and its JVM
         )
         try:
             time.sleep(20)  # start-up is not part of the measurement
@@ -232,7 +236,7 @@ def running_job(prefix: str, parallelism: int) -> Iterator[SnapshotStore]:
                 raise RuntimeError(f"the job stopped: {log.read_text()[-2000:]}")
             yield store
         finally:
-            job.terminate()
+            os.killpg(job.pid, signal.SIGTERM)
             job.wait(60)
 
 
