@@ -44,7 +44,8 @@ KEY_SEPARATOR: Final = "\x1f"
 HEARTBEAT_PREFIX: Final = b'{"heartbeat"'
 """A record that is only a watermark heartbeat for its partition (see ``atp produce``)."""
 
-# (key, event as a JSON array): one row per key an event touches.
+# (key, event as a JSON array): one row per key an event touches. The key leads, so the
+# fold is keyed on the JVM (stream_job._keyed_by_first_field) and receives the event only.
 KEYED_EVENT = Types.ROW_NAMED(["key", "event"], [Types.STRING(), Types.STRING()])
 # A record for a topic: (Kafka key, encoded value as one char per byte; see jvm_string).
 KEYED_RECORD = Types.ROW_NAMED(["key", "value"], [Types.STRING(), Types.STRING()])

@@ -38,8 +38,8 @@ class TopicState:
 
 
 def job_topic_specs(topics: Topics, partitions: int) -> list[TopicSpec]:
-    """What the job expects: the policy topic is one compacted partition (the latest policy
-    per channel, read whole by every task); the others share the events topic's count."""
+    """What the job expects: the policy topic is one compacted partition (its last record
+    is the policy, read whole by every task); the others share the events topic's count."""
     return [
         TopicSpec(topics.events, partitions, RETAIN_FOREVER),
         TopicSpec(topics.dead_letters, partitions),
