@@ -77,9 +77,9 @@ class Metrics:
         self._ignored.labels(channel).inc()
         self.totals["ignored"] += 1
 
-    def serve(self, port: int) -> None:
-        """Expose /metrics on loopback (a daemon thread; it ends with the process)."""
-        start_http_server(port, addr="127.0.0.1", registry=self.registry)
+    def serve(self, port: int, host: str = "127.0.0.1") -> None:
+        """Expose /metrics (a daemon thread; it ends with the process)."""
+        start_http_server(port, addr=host, registry=self.registry)
 
     def summary(self) -> str:
         names = ("records", "pushed", "coalesced", "retried", "dead_lettered", "ignored")

@@ -46,7 +46,13 @@ def register(subparsers: Any) -> None:
         help="stop once every partition is read to its end and settled (batch use, tests)",
     )
     parser.add_argument(
-        "--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT/metrics"
+        "--metrics-port", type=int, help="serve Prometheus metrics on HOST:PORT/metrics"
+    )
+    parser.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        help="address the metrics listen on (default 127.0.0.1; 0.0.0.0 in a pod, so that "
+        "Prometheus can scrape it)",
     )
     parser.add_argument(
         "--commit-interval",
@@ -129,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     metrics = Metrics()
     if args.metrics_port is not None:
         try:
-            metrics.serve(args.metrics_port)
+            metrics.serve(args.metrics_port, args.metrics_host)
         except OSError as err:
             consumer.close()
             raise UsageError(f"--metrics-port {args.metrics_port}: {err.strerror}") from None

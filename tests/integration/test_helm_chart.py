@@ -50,7 +50,7 @@ EXPECTED_KINDS = {
         "PodDisruptionBudget": 1,
         "ConfigMap": 3,
         "NetworkPolicy": 3,
-        "PodMonitor": 1,
+        "PodMonitor": 2,
         "ServiceMonitor": 1,
         "PrometheusRule": 1,
     },
@@ -60,6 +60,7 @@ EXPECTED_KINDS["default"] = {
     "Deployment": 1,
     "ConfigMap": 2,
     "NetworkPolicy": 2,
+    "PodMonitor": 1,
 }
 
 
@@ -463,6 +464,17 @@ def test_channel_sync_deployment_configures_atp_channel_sync(
     )
     assert args.topic == "atp.channel-atp"
     assert args.config.startswith(container["volumeMounts"][0]["mountPath"])
+    # Its metrics listen where Prometheus can reach them, on the port the pod declares.
+    assert args.metrics_host == "0.0.0.0"
+    assert container["ports"] == [
+        {"name": "metrics", "containerPort": args.metrics_port, "protocol": "TCP"}
+    ]
+    monitor = _one(docs, "PodMonitor", "channel-sync")
+    assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+    labels = sync["spec"]["template"]["metadata"]["labels"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    ingress = _one(docs, "NetworkPolicy", "channel-sync")["spec"]["ingress"]
+    assert [[p["port"] for p in rule["ports"]] for rule in ingress] == [[args.metrics_port]]
     channels = tmp_path / "channels.json"
     channels.write_bytes(_configmap(docs, "channels.json"))
     for key, value in env.items():
@@ -527,7 +539,7 @@ def test_monitoring_objects_carry_the_rules_and_dashboard_files(
     # The PodMonitor scrapes the port the Flink pods declare, with the reporter's port number.
     flink = _one(docs, "FlinkDeployment")
     ports = flink["spec"]["podTemplate"]["spec"]["containers"][0]["ports"]
-    monitor = _one(docs, "PodMonitor")
+    monitor = _one(docs, "PodMonitor", "flink")
     assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == ports[0]["name"]
     assert (
         str(ports[0]["containerPort"])
@@ -563,8 +575,6 @@ def test_network_policies_select_the_pods_they_guard(rendered: tuple[str, str]) 
     assert redis_port in {p["port"] for rule in flink_egress for p in rule.get("ports", [])}
     api_ingress = _one(docs, "NetworkPolicy", "api")["spec"]["ingress"]
     assert [p["port"] for p in api_ingress[0]["ports"]] == [8000]
-    if "channel-sync" in pods:
-        assert "ingress" not in _one(docs, "NetworkPolicy", "channel-sync")["spec"]
 
 
 def test_notes_tell_what_to_do_next(tools: dict[str, Path], tmp_path: Path) -> None:
