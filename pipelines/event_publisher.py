@@ -5,11 +5,12 @@ dead-letters it), through an idempotent producer that reports every failed deliv
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 import orjson
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, Producer
 
 from pipelines.event_codec import EventCodec
 from pipelines.wire import WireFormat
@@ -45,14 +46,43 @@ def produce_waiting(producer: Producer, topic: str, value: bytes, **options: Any
             producer.poll(0.5)
 
 
+# Errors the client would otherwise retry for ever: wrong credentials or missing rights.
+_REFUSED: Final = frozenset(
+    {
+        KafkaError._AUTHENTICATION,
+        KafkaError.SASL_AUTHENTICATION_FAILED,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+    }
+)
+
+
+class PublishRefusedError(RuntimeError):
+    """The cluster refused the client (credentials, rights): retrying cannot help."""
+
+
 class EventPublisher:
-    """Sends JSON-lines events to ``topic``; ``close`` flushes and returns the failures."""
+    """Sends JSON-lines events to ``topic``; ``close`` flushes and returns the failures.
+
+    A refusal by the cluster raises ``PublishRefusedError`` from ``send`` or ``close`` instead
+    of leaving the client to retry until the flush times out."""
 
     def __init__(self, config: Mapping[str, Any], registry_url: str, topic: str) -> None:
         self.topic = topic
         self.codec = EventCodec(WireFormat(registry_url), topic)
-        self.producer = Producer({**config, "enable.idempotence": True, "linger.ms": 20})
+        self.refused: str | None = None
+        self.producer = Producer(
+            {**config, "enable.idempotence": True, "linger.ms": 20, "error_cb": self._error}
+        )
         self.failures: list[str] = []
+
+    def _error(self, error: KafkaError) -> None:
+        if error.code() in _REFUSED or error.fatal():
+            self.refused = self.refused or error.str()
+
+    def _check(self) -> None:
+        if self.refused is not None:
+            raise PublishRefusedError(self.refused)
 
     def _delivered(self, error: Any, _message: Any) -> None:
         if error is not None:
@@ -60,6 +90,7 @@ class EventPublisher:
 
     def send(self, value: bytes, key: bytes | None, at: int, **options: Any) -> None:
         """One record as it is (``encoded_line`` makes the value of a JSON line)."""
+        self._check()
         produce_waiting(
             self.producer,
             self.topic,
@@ -75,7 +106,10 @@ class EventPublisher:
         return encoded_value(line, self.codec)
 
     def close(self, timeout: float = 60) -> list[str]:
-        remaining = self.producer.flush(timeout)
+        deadline = time.monotonic() + timeout
+        while (remaining := self.producer.flush(0.5)) and time.monotonic() < deadline:
+            self._check()
+        self._check()
         if remaining:
             self.failures.append(f"{remaining} records still queued after {timeout:.0f} s")
         return self.failures

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from pipelines.event_publisher import EventPublisher, record_key_and_time
+from pipelines.event_publisher import EventPublisher, PublishRefusedError, record_key_and_time
 from pipelines.jsonl import open_input
 from pipelines.kafka_options import add_kafka_arguments, add_registry_argument, client_config
 from pipelines.usage import existing_file, time_flag
@@ -40,6 +40,14 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _publish(args)
+    except PublishRefusedError as err:
+        print(f"atp produce: the cluster refused the client: {err}", file=sys.stderr)
+        return 1
+
+
+def _publish(args: argparse.Namespace) -> int:
     existing_file(args.input)
     heartbeat_at = time_flag("--heartbeat-at", args.heartbeat_at)
     publisher = EventPublisher(client_config(args), args.registry_url, args.topic)

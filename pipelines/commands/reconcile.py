@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
-from pipelines.event_publisher import EventPublisher, record_key_and_time
+from pipelines.event_publisher import EventPublisher, PublishRefusedError, record_key_and_time
 from pipelines.jsonl import dumps, open_output
 from pipelines.kafka_options import add_kafka_arguments, add_registry_argument, client_config
 from pipelines.reconcile import (
@@ -169,11 +169,14 @@ def publish(args: argparse.Namespace, events: list[Event]) -> list[str]:
     """Publish corrections exactly as ``atp produce`` publishes a log's lines; return the
     delivery failures."""
     publisher = EventPublisher(client_config(args), args.registry_url, args.topic)
-    for event in events:
-        line = correction_line(event)
-        key, at = record_key_and_time(line, 0)
-        publisher.send(publisher.encoded_line(line), key, at)
-    return publisher.close()
+    try:
+        for event in events:
+            line = correction_line(event)
+            key, at = record_key_and_time(line, 0)
+            publisher.send(publisher.encoded_line(line), key, at)
+        return publisher.close()
+    except PublishRefusedError as err:
+        return [f"the cluster refused the client: {err}"]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,6 +6,8 @@ Java clients authenticate the same way in the observability and savepoint upgrad
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -83,3 +85,25 @@ def test_a_wrong_password_is_refused(sasl_kafka: SaslKafka) -> None:
         consumer.close()
     assert errors, "no error from the broker"
     assert errors[0].code() == KafkaError._AUTHENTICATION, errors[0]
+
+
+def test_produce_fails_fast_on_a_wrong_password(
+    sasl_kafka: SaslKafka, registry_server: str, tmp_path: Path
+) -> None:
+    """A refused login ends `atp produce` with a clear error, instead of retrying until the
+    flush gives up."""
+    topic = f"sasl-{uuid.uuid4().hex[:8]}.events"
+    log = tmp_path / "events.jsonl"
+    log.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in EVENTS))
+    wrong = tmp_path / "wrong.password"
+    wrong.write_text("not-the-password\n")
+    args = [a.replace(str(sasl_kafka.password_file), str(wrong)) for a in sasl_kafka.cli_args()]
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "produce", "--input", str(log), "--topic", topic,
+         "--registry-url", registry_server, *args],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "refused the client" in result.stderr and "uthentication" in result.stderr
+    assert time.monotonic() - started < 50  # the flush alone would wait 60 s
