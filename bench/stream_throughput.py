@@ -9,6 +9,9 @@ Confluent-framed Avro, as ``atp produce`` writes them):
 - the PyFlink job (``atp job``, exactly-once checkpoints every 5 s) at each
   ``--parallelism`` asked for: the clock starts when producing starts and stops when the
   last sentinel event (one per partition, after the log) has reached Redis;
+- with ``--cluster-taskmanagers N``, the job on a standalone cluster of N TaskManagers with
+  one slot each (one embedded interpreter per slot), at parallelism 1 to N: how it scales
+  by processes, where slots in one JVM share one interpreter;
 - the PyFlink floor (``bench/pyflink_floor.py``): the job's shape, source, a Python
   function, key_by, a keyed Python function with a ValueState, with no ATP work in it;
   what PyFlink itself allows here;
@@ -20,12 +23,16 @@ Confluent-framed Avro, as ``atp produce`` writes them):
 
 Usage: .venv/bin/python bench/stream_throughput.py [--events 100000] [--parallelism 1 2]
        .venv/bin/python bench/stream_throughput.py --parallelism --freshness-rate 500
+       .venv/bin/python bench/stream_throughput.py --parallelism --freshness-seconds 0 \
+           --cluster-taskmanagers 2
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
+import shlex
 import signal
 import statistics
 import subprocess
@@ -33,6 +40,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -240,6 +248,58 @@ def running_job(prefix: str, parallelism: int) -> Iterator[SnapshotStore]:
             job.wait(60)
 
 
+# A cluster of its own: one slot per TaskManager, so each subtask has an interpreter.
+CLUSTER_ENV = {
+    "FLINK_HOME_DIR": "var/flink-bench",
+    "FLINK_SETTINGS": "taskmanager.numberOfTaskSlots=1 taskmanager.memory.process.size=1536m",
+}
+CLUSTER_REST = "http://127.0.0.1:8081"
+
+
+def cluster(*args: str) -> str:
+    result = subprocess.run(
+        [str(ROOT / "infra" / "flink.sh"), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **CLUSTER_ENV},
+    )
+    return result.stdout
+
+
+def cluster_throughput(records: list[Record], parallelism: int) -> float:
+    """Events/s of the job submitted with ``flink run`` to the benchmark's cluster."""
+    prefix = f"bench-{uuid.uuid4().hex[:6]}."
+    create_job_topics(prefix)
+    store = SnapshotStore.from_url(REDIS_URL)
+    store.client.flushdb()
+    exports = dict(w.split("=", 1) for w in shlex.split(cluster("env")) if w != "export")
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
+        submitted = subprocess.run(
+            [f"{exports['FLINK_HOME']}/bin/flink", "run", "--detached", "--python",
+             str(ROOT / "pipelines" / "stream_job.py"), "--topic-prefix", prefix,
+             "--group-id", prefix, "--transactional-id-prefix", prefix, "--redis-url", REDIS_URL,
+             "--parallelism", str(parallelism), "--checkpoint-dir", Path(tmp).as_uri()],
+            capture_output=True, text=True, check=False, cwd=ROOT, env={**os.environ, **exports},
+        )  # fmt: skip
+        found = re.search(r"JobID ([0-9a-f]{32})", submitted.stdout)
+        if found is None:
+            raise RuntimeError(f"flink run failed: {submitted.stdout}{submitted.stderr}")
+        try:
+            time.sleep(20)  # start-up is not part of the measurement
+            started = time.perf_counter()
+            produce(records, prefix + "events")
+            if not wait_for_sentinels(store, 1800):
+                raise RuntimeError("the job did not finish")
+            return len(records) / (time.perf_counter() - started)
+        finally:
+            cancel = urllib.request.Request(
+                f"{CLUSTER_REST}/jobs/{found.group(1)}?mode=cancel", method="PATCH"
+            )
+            urllib.request.urlopen(cancel, timeout=10).close()
+            time.sleep(5)  # the slots free up
+
+
 def throughput(records: list[Record], parallelism: int) -> float:
     prefix = f"bench-{uuid.uuid4().hex[:6]}."
     create_job_topics(prefix)
@@ -336,13 +396,20 @@ def main() -> None:
         default=[1, 2],
         help="job runs to measure throughput at; none: freshness only (needs --freshness-rate)",
     )
+    parser.add_argument(
+        "--cluster-taskmanagers",
+        type=int,
+        default=0,
+        help="also run the job on a standalone cluster of N one-slot TaskManagers, at "
+        "parallelism 1 to N (default 0: not)",
+    )
     parser.add_argument("--freshness-seconds", type=float, default=30)
     parser.add_argument(
         "--freshness-rate", type=float, help="events/s (default: half the first run's rate)"
     )
     args = parser.parse_args()
-    if not args.parallelism and args.freshness_rate is None:
-        parser.error("with no --parallelism, give --freshness-rate")
+    if not args.parallelism and args.freshness_rate is None and args.freshness_seconds > 0:
+        parser.error("with no --parallelism, give --freshness-rate (or --freshness-seconds 0)")
 
     infra("fetch-jars.sh")
     for service in ("kafka.sh", "redis.sh", "registry.sh"):
@@ -366,6 +433,19 @@ def main() -> None:
             f"stream job, parallelism {parallelism}   : {rate:>9,.0f} events/s"
             f"  = {rate / base_rate:.2f}x baseline"
         )
+    if args.cluster_taskmanagers > 0:
+        cluster("start")
+        try:
+            for _ in range(args.cluster_taskmanagers - 1):
+                cluster("taskmanager", "start")
+            for parallelism in range(1, args.cluster_taskmanagers + 1):
+                rate = cluster_throughput(records, parallelism)
+                print(
+                    f"cluster, {parallelism} of {args.cluster_taskmanagers} one-slot TaskManagers:"
+                    f" {rate:>9,.0f} events/s  = {rate / base_rate:.2f}x baseline"
+                )
+        finally:
+            cluster("stop", "--purge")
     if rates:
         floor = subprocess.run(
             [sys.executable, str(ROOT / "bench" / "pyflink_floor.py"), prefix + "events"],
@@ -382,14 +462,16 @@ def main() -> None:
             f"  = {floor_rate / base_rate:.2f}x baseline; the job reaches "
             f"{rates[args.parallelism[0]] / floor_rate:.2f}x the floor"
         )
-    pace = args.freshness_rate or rates[args.parallelism[0]] / 2
-    print(f"freshness at {pace:,.0f} events/s, parallelism 1, for {args.freshness_seconds:.0f} s:")
-    probes = freshness(records[: int(pace * args.freshness_seconds)], pace)
-    print_freshness("all probes", [latency for _, latency in probes])
-    print_freshness(
-        f"after the first {WARM_UP_SECONDS} s",
-        [latency for at, latency in probes if at >= WARM_UP_SECONDS],
-    )
+    if args.freshness_seconds > 0:
+        pace = args.freshness_rate or rates[args.parallelism[0]] / 2
+        seconds = args.freshness_seconds
+        print(f"freshness at {pace:,.0f} events/s, parallelism 1, for {seconds:.0f} s:")
+        probes = freshness(records[: int(pace * seconds)], pace)
+        print_freshness("all probes", [latency for _, latency in probes])
+        print_freshness(
+            f"after the first {WARM_UP_SECONDS} s",
+            [latency for at, latency in probes if at >= WARM_UP_SECONDS],
+        )
     print("goals: >= 40,000 events/s, >= 0.5x the baseline, freshness p99 <= 1 s")
     redis.Redis.from_url(REDIS_URL).flushdb()
 
