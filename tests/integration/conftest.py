@@ -90,6 +90,17 @@ def registry_server() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def flink_cluster() -> Iterator[FlinkCluster]:
+    """The shared standalone cluster (infra/flink.sh: a JobManager, a TaskManager with two
+    slots, REST on 8081), for jobs submitted with ``flink run``."""
+    from tests.integration.jobs import FlinkCluster  # it imports this module
+
+    _infra("fetch-jars.sh")
+    for _ in _service("flink.sh"):
+        yield FlinkCluster()
+
+
+@pytest.fixture(scope="session")
 def secure_redis() -> Iterator[SecureRedis]:
     """A Redis of its own with the default user off, ACL users and TLS only."""
     for _ in _service("redis.sh", SECURE_REDIS_ENV, ("stop", "--purge")):

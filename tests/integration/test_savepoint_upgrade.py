@@ -1,9 +1,9 @@
-"""An upgrade that keeps state, on a standalone Flink cluster (docs/upgrade.md): the job runs
-on the secured platform, half of a log goes in, the job stops with a savepoint, and a CHANGED
-job (another channel policy, parallelism 2 instead of 1) starts from that savepoint and reads
-the other half. Redis then equals ``atp replay`` of the whole log, the ATP change topic holds
-every revision of every key once, and the channel stage's versions carry on across the
-upgrade under the new policy."""
+"""An upgrade that keeps state, on a standalone Flink cluster
+(docs/runbooks/upgrade-with-savepoint.md): the job runs on the secured platform, half of a log
+goes in, the job stops with a savepoint, and a CHANGED job (another channel policy, parallelism
+2 instead of 1) starts from that savepoint and reads the other half. Redis then equals ``atp
+replay`` of the whole log, the ATP change topic holds every revision of every key once, and the
+channel stage's versions carry on across the upgrade under the new policy."""
 
 from __future__ import annotations
 
@@ -18,20 +18,25 @@ import pytest
 
 from tests.integration.jobs import FlinkCluster, wait_for
 from tests.integration.secured import (
+    ROOT,
+    SASL_KAFKA_ENV,
+    SECURED_FLINK_ENV,
     SaslKafka,
     SecureRedis,
     atp,
     job_args,
     produce,
 )
-from tests.integration.test_stream_job_e2e import (
-    OUT_OF_ORDERNESS_MS,
-    POLICY,
-    _wait_until_equal,
-    assert_change_histories,
-    committed_to_end,
+from tests.integration.stream_checks import (
+    JobTopics,
+    Snapshots,
+    by_key,
+    check_changes,
+    check_channels,
+    wait_until_equal,
 )
-from tests.integration.topics import decode, message_key, new_job_topics, read_committed
+from tests.integration.test_stream_job_e2e import OUT_OF_ORDERNESS_MS, POLICY
+from tests.integration.topics import new_job_topics
 from transforms.timeutil import format_iso, parse_iso
 
 pytestmark = pytest.mark.integration
@@ -45,7 +50,6 @@ NEW_POLICY = {
         {"channel": "b2b", "locations": ["DC1", "DC2"], "share": 0.25, "buffer": 0},
     ]
 }
-Snapshots = dict[tuple[str, str], dict[str, Any]]
 
 
 def test_a_changed_job_restores_from_a_savepoint(
@@ -71,7 +75,7 @@ def test_a_changed_job_restores_from_a_savepoint(
     def replay(log: Path) -> Snapshots:
         out = tmp_path / f"{log.stem}.replay.jsonl"
         atp("replay", "--input", str(log), "--output", str(out))
-        return {(s["item_id"], s["location_id"]): s for s in map(orjson.loads, out.open("rb"))}
+        return by_key(out)
 
     def feed(log: Path, snapshots: Snapshots) -> None:
         # A heartbeat past the last event moves the job's watermark to the replay's clock.
@@ -84,15 +88,16 @@ def test_a_changed_job_restores_from_a_savepoint(
         *("--out-of-orderness-ms", str(OUT_OF_ORDERNESS_MS)),
     ]
     store = secure_redis.store("api", DB)
+    topics = JobTopics(sasl_kafka.bootstrap, prefix, registry_server, sasl_kafka.client_config())
     half = replay(first)
     old = cluster.submit([*common, "--policy", str(old_policy), "--parallelism", "1"])
     try:
         cluster.until(old, "the job running", 180, lambda: cluster.running_since(old, 0))
         feed(first, half)
-        assert not _wait_until_equal(store, half, 240), "the first half was not folded"
+        assert not wait_until_equal(store, half, 240), "the first half was not folded"
         # Offsets are committed when a checkpoint completes: the savepoint holds them and the
         # state of the whole first half; a job that restored nothing would lose it for good.
-        assert committed_to_end(sasl_kafka.client_config(), prefix, 60), "offsets never committed"
+        assert topics.committed_to_end(60), "offsets never committed"
         savepoint = _stop_with_savepoint(cluster, old, tmp_path / "savepoints")
     except BaseException:
         cluster.cancel(old)
@@ -110,14 +115,26 @@ def test_a_changed_job_restores_from_a_savepoint(
         fold = next(v for v in cluster.get(f"/jobs/{new}")["vertices"] if "fold" in v["name"])
         assert fold["parallelism"] == 2
         feed(second, whole)
-        mismatched = _wait_until_equal(store, whole, 240)
+        mismatched = wait_until_equal(store, whole, 240)
         assert not mismatched, f"{len(mismatched)} keys differ after the upgrade: {mismatched[:3]}"
         actual = {(s["item_id"], s["location_id"]): s for s in store.all_snapshots()}
         assert set(actual) == set(whole)
-        _check_changes(sasl_kafka, prefix, registry_server, actual)
-        _check_channels(sasl_kafka, prefix, registry_server)
+        check_changes(topics, actual)
+        # Versions carry on across the upgrade (a restore that lost the channel state would
+        # start again at 1); the new channel came with the new policy.
+        assert {"web", "stores", "b2b"} <= check_channels(topics, None)
     finally:
         cluster.cancel(new)
+    # The job logged in with the Kafka and Redis passwords all along: neither is in a log.
+    secrets = [sasl_kafka.password(), secure_redis.password_file("writer").read_text().strip()]
+    logs = [
+        *(ROOT / SECURED_FLINK_ENV["FLINK_HOME_DIR"] / "log").iterdir(),
+        *(ROOT / SASL_KAFKA_ENV["KAFKA_HOME_DIR"] / "logs").iterdir(),
+    ]
+    assert logs
+    for log in logs:
+        text = log.read_text(errors="replace")
+        assert not any(secret in text for secret in secrets), f"a password in {log}"
 
 
 def _path(uri: str) -> Path:
@@ -145,30 +162,3 @@ def _stop_with_savepoint(cluster: FlinkCluster, job_id: str, directory: Path) ->
     assert _path(location).is_dir()
     wait_for("the job stopped", 60, lambda: cluster.get(f"/jobs/{job_id}")["state"] == "FINISHED")
     return location
-
-
-def _check_changes(kafka: SaslKafka, prefix: str, registry: str, actual: Snapshots) -> None:
-    """Per key, read committed: every revision once, every applied event once (versions 1..N,
-    no repeat, no gap across the upgrade), the last record equal to the snapshot."""
-    expected = sum(s["revision"] for s in actual.values())
-    by_key: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    config = kafka.client_config()
-    for message in read_committed(kafka.bootstrap, prefix + "atp-changes", expected, 90, 4, config):
-        change = decode(message, registry)
-        assert message_key(message) == f"{change['item_id']}|{change['location_id']}"
-        by_key.setdefault((change["item_id"], change["location_id"]), []).append(change)
-    assert_change_histories(by_key, actual)
-
-
-def _check_channels(kafka: SaslKafka, prefix: str, registry: str) -> None:
-    """Per (channel, item): versions 1..N with no repeat, across the upgrade (a restore that
-    lost the channel state would start again at 1); the new channel came with the new policy."""
-    emitted: dict[tuple[str, str], list[int]] = {}
-    config = kafka.client_config()
-    for message in read_committed(kafka.bootstrap, prefix + "channel-atp", 1, 30, 4, config):
-        change = decode(message, registry)
-        emitted.setdefault((change["channel"], change["item_id"]), []).append(change["version"])
-    for key, versions in emitted.items():
-        assert sorted(versions) == list(range(1, len(versions) + 1)), key
-    channels = {channel for channel, _ in emitted}
-    assert {"web", "stores", "b2b"} <= channels, channels

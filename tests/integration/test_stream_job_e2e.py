@@ -1,11 +1,11 @@
 """End to end on real services: simulated events through ``atp produce`` into a real Kafka
-broker, the PyFlink job (local MiniCluster) folding them into a real Redis, compared with
+broker, the PyFlink job (submitted with ``flink run`` to a standalone cluster; ``atp job``'s
+local MiniCluster for the restore) folding them into a real Redis, compared with
 ``atp replay`` of the same log."""
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 import signal
 import subprocess
@@ -19,17 +19,27 @@ from typing import Any
 import orjson
 import pytest
 import redis
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from pipelines.stream_config import REGISTRY_URL
 from pipelines.wire import WireFormat
 from state.schemas import INVENTORY_EVENT
 from state.serving import SnapshotStore
 from tests.golden.vectors import combined_log
-from tests.integration.topics import decode, message_key, new_job_topics, read_committed
+from tests.integration.jobs import FlinkCluster
+from tests.integration.stream_checks import (
+    JobTopics,
+    by_key,
+    check_changes,
+    check_channels,
+    check_dead_letters,
+    check_exceptions,
+    wait_until_equal,
+)
+from tests.integration.topics import decode, new_job_topics, read_committed
 from transforms.channels import channel_available, parse_policy
 from transforms.events import Event
-from transforms.snapshot import QUANTITY_FIELDS
+from transforms.exceptions import KINDS
 from transforms.timeutil import format_iso, parse_iso
 from transforms.validation import event_to_record
 
@@ -37,7 +47,6 @@ pytestmark = pytest.mark.integration
 
 ATP = [sys.executable, "-m", "pipelines.cli"]
 OUT_OF_ORDERNESS_MS = 5_000
-CONTRACT_FIELDS = (*QUANTITY_FIELDS, "version")
 # The three engines are compared on a log of this many simulated events (redeliveries and
 # malformed records included), after the golden vectors.
 E2E_EVENTS = 100_000
@@ -58,39 +67,31 @@ POLICY = {
 }
 
 
+def job_args(
+    prefix: str, kafka: str, redis_url: str, tmp_path: Path, parallelism: int = 1
+) -> list[str]:
+    """The stream job's flags in these tests: topics, group and transactions under
+    ``prefix``, checkpoints every 2 s under ``tmp_path``, the test POLICY."""
+    (tmp_path / "policy.json").write_bytes(orjson.dumps(POLICY))
+    return [
+        *("--bootstrap-servers", kafka, "--redis-url", redis_url),
+        *("--topic-prefix", prefix, "--group-id", prefix, "--transactional-id-prefix", prefix),
+        *("--checkpoint-interval-ms", "2000"),
+        *("--checkpoint-dir", (tmp_path / "checkpoints").as_uri()),
+        *("--out-of-orderness-ms", str(OUT_OF_ORDERNESS_MS)),
+        *("--policy", str(tmp_path / "policy.json"), "--parallelism", str(parallelism)),
+    ]
+
+
 def start_job(
     prefix: str,
     kafka: str,
     redis_url: str,
     tmp_path: Path,
     restore_from: str | None = None,
-    parallelism: int = 1,
 ) -> subprocess.Popen[bytes]:
-    (tmp_path / "policy.json").write_bytes(orjson.dumps(POLICY))
-    args = [
-        *ATP,
-        "job",
-        "--bootstrap-servers",
-        kafka,
-        "--topic-prefix",
-        prefix,
-        "--group-id",
-        prefix,
-        "--transactional-id-prefix",
-        prefix,
-        "--redis-url",
-        redis_url,
-        "--checkpoint-interval-ms",
-        "2000",
-        "--checkpoint-dir",
-        (tmp_path / "checkpoints").as_uri(),
-        "--out-of-orderness-ms",
-        str(OUT_OF_ORDERNESS_MS),
-        "--policy",
-        str(tmp_path / "policy.json"),
-        "--parallelism",
-        str(parallelism),
-    ]
+    """``atp job`` (a local MiniCluster) in the background."""
+    args = [*ATP, "job", *job_args(prefix, kafka, redis_url, tmp_path)]
     if restore_from:
         args += ["--restore-from", restore_from]
     log = (tmp_path / "job.log").open("ab")
@@ -112,18 +113,29 @@ def stop_job(process: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture
-def job(
-    topic_prefix: str, kafka_server: str, redis_server: str, tmp_path: Path
-) -> Iterator[subprocess.Popen[bytes]]:
+def cluster_job(
+    flink_cluster: FlinkCluster,
+    topic_prefix: str,
+    kafka_server: str,
+    redis_server: str,
+    tmp_path: Path,
+) -> Iterator[str]:
+    """The job submitted with ``flink run`` to the standalone cluster; its id."""
     redis.Redis.from_url(redis_server).flushdb()
     # Parallelism 2: keys, channels and watermarks spread over two subtasks each.
-    process = start_job(topic_prefix, kafka_server, redis_server, tmp_path, parallelism=2)
-    yield process
-    stop_job(process)
+    job_id = flink_cluster.submit(
+        job_args(topic_prefix, kafka_server, redis_server, tmp_path, parallelism=2)
+    )
+    flink_cluster.until(
+        job_id, "the job running", 180, lambda: flink_cluster.running_since(job_id, 0)
+    )
+    yield job_id
+    flink_cluster.cancel(job_id)
 
 
 def test_stream_job_equals_replay(
-    job: subprocess.Popen[bytes],
+    cluster_job: str,
+    flink_cluster: FlinkCluster,
     topic_prefix: str,
     kafka_server: str,
     redis_server: str,
@@ -156,7 +168,7 @@ def test_stream_job_equals_replay(
     golden = combined_log(end_before=first_time - 24 * 3600 * 1000)
     events.write_bytes(b"\n".join(golden) + b"\n" + simulated)
     replayed, dead = tmp_path / "replay.jsonl", tmp_path / "dlq.jsonl"
-    channels = tmp_path / "channels.jsonl"
+    channels, exceptions = tmp_path / "channels.jsonl", tmp_path / "exceptions.jsonl"
     subprocess.run(
         [
             *ATP,
@@ -171,6 +183,8 @@ def test_stream_job_equals_replay(
             str(tmp_path / "policy.json"),
             "--channel-output",
             str(channels),
+            "--exceptions",
+            str(exceptions),
         ],
         check=True,
         capture_output=True,
@@ -192,17 +206,21 @@ def test_stream_job_equals_replay(
             str(tmp_path / "policy.json"),
             "--channel-output",
             str(backfilled / channels.name),
+            "--exceptions",
+            str(backfilled / exceptions.name),
             "--no-progress",
         ],
         check=True,
         capture_output=True,
     )
-    for output in (replayed, dead, channels):
+    for output in (replayed, dead, channels, exceptions):
         assert (backfilled / output.name).read_bytes() == output.read_bytes(), output.name
-    expected = {(s["item_id"], s["location_id"]): s for s in map(orjson.loads, replayed.open("rb"))}
+    expected = by_key(replayed)
     clock = parse_iso(next(iter(expected.values()))["as_of"])
     # A heartbeat past the last event moves the job's watermark to the replay's clock.
     heartbeat = format_iso(clock + OUT_OF_ORDERNESS_MS + 1)
+    # Avro that only the stream sees (a file has none): each must become a dead letter too.
+    broken = _broken_avro(kafka_server, topic_prefix + "events", first_time)
     subprocess.run(
         [
             *ATP,
@@ -221,65 +239,51 @@ def test_stream_job_equals_replay(
     )
 
     store = SnapshotStore.from_url(redis_server)
-    mismatched = _wait_until_equal(store, expected, 900, job)
+    job = cluster_job
+    running = lambda: flink_cluster.get(f"/jobs/{job}")["state"] == "RUNNING"  # noqa: E731
+    mismatched = wait_until_equal(store, expected, 900, running)
     assert not mismatched, f"{len(mismatched)} keys differ from the replay, e.g. {mismatched[:3]}"
     actual = {(s["item_id"], s["location_id"]): s for s in store.all_snapshots()}
     assert set(actual) == set(expected)
 
-    # Dead letters: exactly the malformed records, each once.
-    expected_dead = sorted(orjson.loads(line)["raw"] for line in dead.open("rb"))
-    letters = read_committed(kafka_server, topic_prefix + "dead-letters", len(expected_dead), 60)
-    assert sorted(decode(m)["raw"].decode("utf-8", "replace") for m in letters) == expected_dead
-    # Each names the record it came from: its raw bytes are that record's value.
-    logged = {
-        (m.partition(), m.offset()): m.value()
-        for m in read_committed(kafka_server, topic_prefix + "events", 10**9, 5)
-    }
-    for letter in map(decode, letters):
+    topics = JobTopics(kafka_server, topic_prefix)
+    # Dead letters: exactly the malformed records, each once, each naming the record it
+    # came from: its raw bytes are that record's value.
+    letters = check_dead_letters(topics, dead, broken)
+    logged = {(m.partition(), m.offset()): m.value() for m in topics.messages("events", 10**9, 5)}
+    for letter in letters:
         at = (letter["source_partition"], letter["source_offset"])
         assert logged.get(at) == letter["raw"], f"dead letter {letter['reason']} at {at}"
-
-    # ATP changes, read committed: one record per revision per key, the last equals the snapshot.
-    total_revisions = sum(s["revision"] for s in actual.values())
-    changes = read_committed(kafka_server, topic_prefix + "atp-changes", total_revisions, 60)
-    by_key: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for message in changes:
-        change = decode(message)
-        assert message_key(message) == f"{change['item_id']}|{change['location_id']}"
-        by_key.setdefault((change["item_id"], change["location_id"]), []).append(change)
-    for key, records in by_key.items():
-        revisions = [r["revision"] for r in records]
-        assert len(revisions) == len(set(revisions)), f"duplicate revisions at {key}"
-        assert min(records, key=lambda r: r["revision"])["previous_available"] is None, key
-        last = max(records, key=lambda r: r["revision"])
-        assert {f: last[f] for f in CONTRACT_FIELDS} == {f: actual[key][f] for f in CONTRACT_FIELDS}
-    assert set(by_key) == set(actual)
-
-    # Channel ATP: the last change per (channel, item) equals the replay's value, and a
-    # change is only ever emitted when the number moves.
-    wanted = {
-        (c["channel"], c["item_id"]): c["available"] for c in map(orjson.loads, channels.open("rb"))
-    }
-    emitted: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        channel_messages = read_committed(kafka_server, topic_prefix + "channel-atp", 10**9, 5)
-        emitted = {}
-        for record in channel_messages:
-            change = decode(record)
-            assert message_key(record) == f"{change['channel']}|{change['item_id']}"
-            emitted.setdefault((change["channel"], change["item_id"]), []).append(change)
-        latest = {k: max(v, key=lambda c: c["version"])["available"] for k, v in emitted.items()}
-        if latest == wanted:
-            break
-    assert latest == wanted
-    for history in emitted.values():
-        ordered = sorted(history, key=lambda c: c["version"])
-        assert [c["version"] for c in ordered] == list(range(1, len(ordered) + 1))
-        values = [c["available"] for c in ordered]
-        assert all(a != b for a, b in itertools.pairwise(values))
+    check_changes(topics, actual)
+    check_channels(topics, channels)
+    # The golden vectors raise every kind; the stream's exceptions agree with the replay's.
+    raised = {str(r["kind"]) for r in check_exceptions(topics, exceptions)}
+    assert raised == set(KINDS), raised
 
     _policy_change_applies_at_run_time(kafka_server, topic_prefix, store)
+    # Bad records, redeliveries and everything else: the job never failed once.
+    assert not flink_cluster.restarted_since(job, 0), flink_cluster.failure(job)
+
+
+def _broken_avro(servers: str, topic: str, timestamp: int) -> list[bytes]:
+    """Publish Confluent-framed values no reader can decode, stamped with an event time
+    (a wall-clock stamp would move the watermark to today); the values."""
+    wire = WireFormat(REGISTRY_URL)
+    record = event_to_record(
+        Event("broken-1", "RECEIPT", "SKU-BROKEN", "DC1", 1, timestamp,
+              None, None, None, None, None, None, None, None)
+    )  # fmt: skip
+    valid = wire.encode(INVENTORY_EVENT, topic, record)
+    values = [
+        b"\x00\x7f\xff\xff\xf0" + valid[5:],  # a schema id the registry never issued
+        valid[: len(valid) // 2],  # the body cut short
+        b"\x00",  # the magic byte alone
+    ]
+    producer = Producer({"bootstrap.servers": servers, "enable.idempotence": True})
+    for n, value in enumerate(values):
+        producer.produce(topic, value, key=b"SKU-BROKEN|DC1", partition=n, timestamp=timestamp)
+    assert producer.flush(30) == 0
+    return values
 
 
 def _policy_change_applies_at_run_time(servers: str, prefix: str, store: SnapshotStore) -> None:
@@ -315,46 +319,6 @@ def _policy_change_applies_at_run_time(servers: str, prefix: str, store: Snapsho
     raise AssertionError(f"the new policy was not applied: last web change {latest}")
 
 
-def _wait_until_equal(
-    store: SnapshotStore,
-    expected: dict[tuple[str, str], dict[str, Any]],
-    seconds: float,
-    job: subprocess.Popen[bytes] | None = None,
-) -> list[Any]:
-    """Keys whose snapshot in Redis still differs from ``expected`` after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    mismatched: list[Any] = ["not started"]
-    while time.monotonic() < deadline and mismatched:
-        assert job is None or job.poll() is None, "the job stopped"
-        actual = {(s["item_id"], s["location_id"]): s for s in store.all_snapshots()}
-        mismatched = [
-            key
-            for key, snap in expected.items()
-            if key not in actual or any(actual[key][f] != snap[f] for f in CONTRACT_FIELDS)
-        ]
-        if mismatched:
-            time.sleep(2)
-    return mismatched
-
-
-def committed_to_end(client: dict[str, Any], prefix: str, seconds: float) -> bool:
-    """Whether the job's group (named ``prefix``) has committed every events partition
-    to its end within ``seconds``; ``client``: the Kafka client settings."""
-    consumer = Consumer({**client, "group.id": prefix})
-    partitions = [TopicPartition(prefix + "events", p) for p in range(4)]
-    try:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            committed = consumer.committed(partitions, timeout=10)
-            ends = [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions]
-            if [tp.offset for tp in committed] == ends:
-                return True
-            time.sleep(1)
-        return False
-    finally:
-        consumer.close()
-
-
 def test_job_restarts_from_its_retained_checkpoint(
     topic_prefix: str, kafka_server: str, redis_server: str, tmp_path: Path
 ) -> None:
@@ -388,7 +352,7 @@ def test_job_restarts_from_its_retained_checkpoint(
             check=True,
             capture_output=True,
         )
-        return {(s["item_id"], s["location_id"]): s for s in map(orjson.loads, out.open("rb"))}
+        return by_key(out)
 
     def produce(log: Path, heartbeat: int) -> None:
         subprocess.run(
@@ -408,18 +372,19 @@ def test_job_restarts_from_its_retained_checkpoint(
             capture_output=True,
         )
 
+    def alive() -> bool:  # the job started last
+        return job.poll() is None
+
     redis.Redis.from_url(redis_server).flushdb()
     store = SnapshotStore.from_url(redis_server)
     half = replay(first)
     job = start_job(topic_prefix, kafka_server, redis_server, tmp_path)
     try:
         produce(first, parse_iso(next(iter(half.values()))["as_of"]))
-        assert not _wait_until_equal(store, half, 240, job), "first half not folded"
+        assert not wait_until_equal(store, half, 240, alive), "first half not folded"
         # Offsets are committed when a checkpoint completes: once they reach the end, a
         # restart without the checkpoint's state would lose the first half for good.
-        assert committed_to_end({"bootstrap.servers": kafka_server}, topic_prefix, 60), (
-            "offsets never committed"
-        )
+        assert JobTopics(kafka_server, topic_prefix).committed_to_end(60), "offsets never committed"
     finally:
         stop_job(job)
     checkpoints = sorted(
@@ -431,33 +396,10 @@ def test_job_restarts_from_its_retained_checkpoint(
     job = start_job(topic_prefix, kafka_server, redis_server, tmp_path, str(checkpoints[-1]))
     try:
         produce(second, parse_iso(next(iter(whole.values()))["as_of"]))
-        mismatched = _wait_until_equal(store, whole, 240, job)
+        mismatched = wait_until_equal(store, whole, 240, alive)
         assert not mismatched, f"{len(mismatched)} keys differ after the restore: {mismatched[:3]}"
+        # Across the restore, every change once: the killed job's open transactions aborted.
+        actual = {(s["item_id"], s["location_id"]): s for s in store.all_snapshots()}
+        check_changes(JobTopics(kafka_server, topic_prefix), actual)
     finally:
         stop_job(job)
-
-
-def assert_change_histories(
-    by_key: dict[tuple[str, str], list[dict[str, Any]]],
-    actual: dict[tuple[str, str], dict[str, Any]],
-) -> None:
-    """Per key: every revision once, every applied event once (versions 1..N, no gap),
-    revisions moving by one per event and by the instants it drops per expiry, each
-    record taking over from the one before it, the last one equal to the snapshot."""
-    assert set(by_key) == set(actual)
-    for key, records in by_key.items():
-        revisions = [r["revision"] for r in records]
-        assert len(revisions) == len(set(revisions)), f"duplicate revisions at {key}"
-        ordered = sorted(records, key=lambda r: r["revision"])
-        versions = [r["version"] for r in ordered if str(r["cause"]) == "EVENT"]
-        assert versions == list(range(1, actual[key]["version"] + 1)), f"events at {key}"
-        for before, after in itertools.pairwise(ordered):
-            # An event moves the revision by one; an expiry by the expiry instants it drops.
-            step = after["revision"] - before["revision"]
-            assert step == 1 or (step > 1 and str(after["cause"]) == "EXPIRY"), key
-            assert after["previous_available"] == before["available"], f"a gap at {key}"
-        final = ordered[-1]
-        assert final["revision"] == actual[key]["revision"]
-        assert {f: final[f] for f in CONTRACT_FIELDS} == {
-            f: actual[key][f] for f in CONTRACT_FIELDS
-        }

@@ -7,7 +7,6 @@ is printed (``pytest -s``) and written to var/fault-recovery.json."""
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import subprocess
 import threading
@@ -25,15 +24,18 @@ import redis
 from state.serving import SnapshotStore
 from tests.integration.conftest import ROOT, _infra, _service
 from tests.integration.jobs import FlinkCluster
-from tests.integration.test_stream_job_e2e import (
-    ATP,
-    CONTRACT_FIELDS,
-    OUT_OF_ORDERNESS_MS,
-    POLICY,
-    _wait_until_equal,
-    assert_change_histories,
+from tests.integration.stream_checks import (
+    SNAPSHOT_FIELDS,
+    JobTopics,
+    by_key,
+    check_changes,
+    check_channels,
+    check_dead_letters,
+    check_exceptions,
+    wait_until_equal,
 )
-from tests.integration.topics import decode, message_key, new_job_topics, read_committed
+from tests.integration.test_stream_job_e2e import ATP, OUT_OF_ORDERNESS_MS, POLICY
+from tests.integration.topics import decode, new_job_topics, read_committed
 from transforms.timeutil import format_iso, parse_iso
 
 pytestmark = pytest.mark.integration
@@ -152,10 +154,13 @@ def test_job_recovers_exactly_once_from_killed_taskmanagers_and_a_broker_restart
     atp(
         "simulate", "--events", str(EVENTS), "--skus", "80", "--seed", "31", "--output", str(events)
     )
-    replayed, dead, channels = (tmp_path / n for n in ("replay.jsonl", "dlq.jsonl", "ch.jsonl"))
+    replayed, dead, channels, exceptions = (
+        tmp_path / n for n in ("replay.jsonl", "dlq.jsonl", "ch.jsonl", "exceptions.jsonl")
+    )
     atp(
         *("replay", "--input", str(events), "--output", str(replayed), "--dlq", str(dead)),
         *("--policy", str(policy), "--channel-output", str(channels)),
+        *("--exceptions", str(exceptions)),
     )
     lines = events.read_bytes().splitlines(keepends=True)
     size = -(-len(lines) // CHUNKS)
@@ -204,9 +209,7 @@ def test_job_recovers_exactly_once_from_killed_taskmanagers_and_a_broker_restart
         assert sum(r.fault == "TaskManager kill" for r in recoveries) >= KILLS
         assert any(r.during_checkpoint for r in recoveries), "no kill inside a checkpoint"
 
-        expected = {
-            (s["item_id"], s["location_id"]): s for s in map(orjson.loads, replayed.open("rb"))
-        }
+        expected = by_key(replayed)
         # A heartbeat past the last event moves the job's watermark to the replay's clock.
         clock = parse_iso(next(iter(expected.values()))["as_of"])
         empty = tmp_path / "empty.jsonl"
@@ -216,15 +219,17 @@ def test_job_recovers_exactly_once_from_killed_taskmanagers_and_a_broker_restart
         assert result.returncode == 0, result.stderr
 
         store = SnapshotStore.from_url(redis_server)
-        mismatched = _wait_until_equal(store, expected, 240)
+        mismatched = wait_until_equal(store, expected, 240)
         actual = {(s["item_id"], s["location_id"]): s for s in store.all_snapshots()}
         assert not mismatched, f"{len(mismatched)} keys differ from the replay: " + _differences(
             fault_kafka, prefix, registry_server, expected, actual, mismatched[:3]
         )
         assert set(actual) == set(expected)
-        _check_dead_letters(fault_kafka, prefix, registry_server, dead)
-        _check_changes(fault_kafka, prefix, registry_server, actual)
-        _check_channels(fault_kafka, prefix, registry_server, channels)
+        topics = JobTopics(fault_kafka, prefix, registry_server)
+        check_dead_letters(topics, dead)
+        check_changes(topics, actual)
+        check_channels(topics, channels)
+        check_exceptions(topics, exceptions)
     finally:
         producer.hurry()
         with contextlib.suppress(OSError):  # a cluster that is gone has no job to cancel
@@ -351,62 +356,10 @@ def _differences(
         key = (change["item_id"], change["location_id"])
         if key in keys and change["revision"] > last.get(key, {}).get("revision", -1):
             last[key] = change
-    fields = (*CONTRACT_FIELDS, "revision")
+    fields = (*SNAPSHOT_FIELDS, "revision")
     lines = []
     for key in keys:
         lines.append(f"{key}:")
         for name, record in (("replay", expected), ("redis", actual), ("topic", last)):
             lines.append(f"  {name:6} {[record.get(key, {}).get(f) for f in fields]}")
     return f"{list(fields)}\n" + "\n".join(lines)
-
-
-def _check_dead_letters(kafka: str, prefix: str, registry: str, dead: Path) -> None:
-    """Exactly the malformed records, each once."""
-    expected = sorted(orjson.loads(line)["raw"] for line in dead.open("rb"))
-    letters = read_committed(kafka, prefix + "dead-letters", len(expected), 60)
-    raws = [decode(m, registry)["raw"] for m in letters]
-    assert sorted(r.decode("utf-8", "replace") for r in raws) == expected
-
-
-def _check_changes(
-    kafka: str, prefix: str, registry: str, actual: dict[tuple[str, str], dict[str, Any]]
-) -> None:
-    """Per key, read committed: every applied event once (versions 1..N, no repeat, no gap),
-    revisions strictly increasing, each record taking over from the one before it, the last
-    one equal to the snapshot."""
-    events_applied = sum(s["version"] for s in actual.values())
-    by_key: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    deadline = time.monotonic() + 60
-    while True:  # the last records commit with the next checkpoint
-        by_key = {}
-        for message in read_committed(kafka, prefix + "atp-changes", events_applied, 60):
-            change = decode(message, registry)
-            assert message_key(message) == f"{change['item_id']}|{change['location_id']}"
-            by_key.setdefault((change["item_id"], change["location_id"]), []).append(change)
-        last = {k: max(r["revision"] for r in v) for k, v in by_key.items()}
-        if last == {k: s["revision"] for k, s in actual.items()} or time.monotonic() > deadline:
-            break
-    assert_change_histories(by_key, actual)
-
-
-def _check_channels(kafka: str, prefix: str, registry: str, channels: Path) -> None:
-    """Per (channel, item): versions 1..N, no repeat, the last one equal to the replay's."""
-    wanted = {
-        (c["channel"], c["item_id"]): c["available"] for c in map(orjson.loads, channels.open("rb"))
-    }
-    emitted: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    latest: dict[tuple[str, str], int] = {}
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and latest != wanted:
-        emitted = {}
-        for message in read_committed(kafka, prefix + "channel-atp", 10**9, 5):
-            change = decode(message, registry)
-            assert message_key(message) == f"{change['channel']}|{change['item_id']}"
-            emitted.setdefault((change["channel"], change["item_id"]), []).append(change)
-        latest = {k: max(v, key=lambda c: c["version"])["available"] for k, v in emitted.items()}
-    assert latest == wanted
-    for key, history in emitted.items():
-        ordered = sorted(history, key=lambda c: c["version"])
-        assert [c["version"] for c in ordered] == list(range(1, len(ordered) + 1)), key
-        values = [c["available"] for c in ordered]
-        assert all(a != b for a, b in itertools.pairwise(values)), key
