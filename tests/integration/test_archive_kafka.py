@@ -175,6 +175,15 @@ def test_archive_equals_topic_and_reruns_are_idempotent(
     _check_layout(out)
     assert len(list(out.glob("date=*"))) > 5  # two weeks of simulated history
 
+    # The archive replaces the topic for a backfill: the same snapshots, byte for byte.
+    from_archive, from_topic = tmp_path / "from-archive.jsonl", tmp_path / "from-topic.jsonl"
+    archive = str(out / "date=*" / "*.avro")
+    _atp("backfill", "--archive", archive, "--output", str(from_archive), "--no-progress")
+    services = ("--bootstrap-servers", kafka_server, "--registry-url", registry_server)
+    _atp("backfill", "--topic", topic, *services, "--output", str(from_topic), "--no-progress")
+    assert from_archive.read_bytes() == from_topic.read_bytes()
+    assert from_archive.stat().st_size > 0
+
     # The same group again: everything is committed, nothing is written.
     before = _fingerprint(out)
     log = _archive(kafka_server, registry_server, topic, out, f"{topic}-a", 400)

@@ -13,7 +13,8 @@ import pytest
 import redis
 
 from state.serving import SnapshotStore
-from tests.integration.topics import new_topics
+from tests.integration.topics import new_topics, read_committed
+from transforms.timeutil import format_iso
 
 pytestmark = pytest.mark.integration
 
@@ -108,6 +109,35 @@ def test_backfill_of_a_topic_equals_replay_of_its_log(
     expected_prefix, _ = replay(prefix, tmp_path)
     bounded = backfill_topic(topic, kafka_server, registry_server, tmp_path, "--to-offset", "2500")
     assert bounded.read_bytes() == expected_prefix
+
+
+def test_backfill_of_a_topic_bounded_by_offset_and_by_record_times(
+    history: Path, kafka_server: str, registry_server: str, tmp_path: Path
+) -> None:
+    """``--from-offset`` and ``--from-time``/``--to-time`` take the records the broker's
+    indexes name (record times follow ``occurred_at``, late events included): the same
+    snapshots as a replay of those lines."""
+    topic = make_topic(kafka_server, 1)
+    produce(history, topic, kafka_server, registry_server)
+    lines = history.read_bytes().splitlines(keepends=True)
+    times = [m.timestamp()[1] for m in read_committed(kafka_server, topic, len(lines), 60, 1)]
+    assert len(times) == len(lines)
+
+    def replay_of(start: int, end: int) -> bytes:
+        part = tmp_path / f"lines-{start}-{end}.jsonl"
+        part.write_bytes(b"".join(lines[start:end]))
+        return replay(part, tmp_path)[0]
+
+    tail = backfill_topic(topic, kafka_server, registry_server, tmp_path, "--from-offset", "4000")
+    assert tail.read_bytes() == replay_of(4000, len(lines))
+
+    low, high = times[2000], times[4000]
+    start = next(i for i, t in enumerate(times) if t >= low)  # the broker's offsetsForTimes
+    end = next((i for i, t in enumerate(times) if t > high), len(times))
+    assert start > 0 and end < len(times) and start < end
+    bounds = ("--from-time", format_iso(low), "--to-time", format_iso(high))
+    window = backfill_topic(topic, kafka_server, registry_server, tmp_path, *bounds)
+    assert window.read_bytes() == replay_of(start, end)
 
 
 def test_backfill_of_a_partitioned_topic_keeps_every_keys_order(
