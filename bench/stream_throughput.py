@@ -25,6 +25,8 @@ Usage: .venv/bin/python bench/stream_throughput.py [--events 100000] [--parallel
        .venv/bin/python bench/stream_throughput.py --parallelism --freshness-rate 500
        .venv/bin/python bench/stream_throughput.py --parallelism --freshness-seconds 0 \
            --cluster-taskmanagers 2
+       .venv/bin/python bench/stream_throughput.py --parallelism 1 --freshness-seconds 0 \
+           --bundle-sizes 1 100 10000
 """
 
 from __future__ import annotations
@@ -211,7 +213,9 @@ def baseline(topic: str, store: SnapshotStore, changes_topic: str, total: int) -
 
 
 @contextmanager
-def running_job(prefix: str, parallelism: int) -> Iterator[SnapshotStore]:
+def running_job(
+    prefix: str, parallelism: int, extra: tuple[str, ...] = ()
+) -> Iterator[SnapshotStore]:
     store = SnapshotStore.from_url(REDIS_URL)
     store.client.flushdb()
     # The job's JVM may still be writing a checkpoint as it stops.
@@ -233,6 +237,7 @@ def running_job(prefix: str, parallelism: int) -> Iterator[SnapshotStore]:
                 str(parallelism),
                 "--checkpoint-dir",
                 Path(tmp).as_uri(),
+                *extra,
             ],
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
@@ -300,10 +305,10 @@ def cluster_throughput(records: list[Record], parallelism: int) -> float:
             time.sleep(5)  # the slots free up
 
 
-def throughput(records: list[Record], parallelism: int) -> float:
+def throughput(records: list[Record], parallelism: int, extra: tuple[str, ...] = ()) -> float:
     prefix = f"bench-{uuid.uuid4().hex[:6]}."
     create_job_topics(prefix)
-    with running_job(prefix, parallelism) as store:
+    with running_job(prefix, parallelism, extra) as store:
         started = time.perf_counter()
         produce(records, prefix + "events")
         if not wait_for_sentinels(store, 1800):
@@ -403,6 +408,13 @@ def main() -> None:
         help="also run the job on a standalone cluster of N one-slot TaskManagers, at "
         "parallelism 1 to N (default 0: not)",
     )
+    parser.add_argument(
+        "--bundle-sizes",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also run the job at parallelism 1 with each python.fn-execution.bundle.size",
+    )
     parser.add_argument("--freshness-seconds", type=float, default=30)
     parser.add_argument(
         "--freshness-rate", type=float, help="events/s (default: half the first run's rate)"
@@ -431,6 +443,13 @@ def main() -> None:
         rates[parallelism] = rate = throughput(records, parallelism)
         print(
             f"stream job, parallelism {parallelism}   : {rate:>9,.0f} events/s"
+            f"  = {rate / base_rate:.2f}x baseline"
+        )
+    for size in args.bundle_sizes:
+        setting = ("--flink-setting", f"python.fn-execution.bundle.size={size}")
+        rate = throughput(records, 1, setting)
+        print(
+            f"parallelism 1, bundle size {size:>7,}: {rate:>9,.0f} events/s"
             f"  = {rate / base_rate:.2f}x baseline"
         )
     if args.cluster_taskmanagers > 0:

@@ -66,3 +66,5 @@ class JobConfig:
     # Flink's Prometheus reporter on this port (an embedded MiniCluster only: a cluster's
     # own configuration enables its reporters).
     prometheus_port: int | None = None
+    # Flink settings over the job's own (tuning: bundle sizes, network buffers, ...).
+    flink_settings: dict[str, str] = field(default_factory=dict)

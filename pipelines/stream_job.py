@@ -92,6 +92,7 @@ def flink_configuration(config: JobConfig, local: bool = False) -> Configuration
             settings["metrics.reporter.prom.filterLabelValueCharacters"] = "false"
     if config.restore_from:
         settings["execution.state-recovery.path"] = config.restore_from
+    settings.update(config.flink_settings)
     for key, value in settings.items():
         conf.set_string(key, value)
     return conf

@@ -65,7 +65,26 @@ def register(subparsers: Any) -> None:
         help="serve Flink's metrics for Prometheus on this port (all interfaces; local runs "
         "only: a cluster's configuration enables its own reporter)",
     )
+    parser.add_argument(
+        "--flink-setting",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Flink setting for the job (repeatable), applied over the job's own, "
+        "e.g. python.fn-execution.bundle.size=1000",
+    )
     parser.set_defaults(run=run)
+
+
+def flink_settings(pairs: list[str]) -> dict[str, str]:
+    """``KEY=VALUE`` flags as a dict (usage error on a flag without ``=``)."""
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--flink-setting takes KEY=VALUE, got {pair!r}")
+        settings[key.strip()] = value.strip()
+    return settings
 
 
 def policy_document(path: str) -> object:
@@ -99,6 +118,7 @@ def config_from(args: argparse.Namespace) -> JobConfig:
         transactional_id_prefix=args.transactional_id_prefix,
         kafka_properties=settings,
         prometheus_port=args.prometheus_port,
+        flink_settings=flink_settings(args.flink_setting),
         policy=orjson.dumps(policy_document(args.policy)).decode() if args.policy else None,
     )
 

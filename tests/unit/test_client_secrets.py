@@ -83,3 +83,18 @@ def test_redis_password_from_the_environment(
     # A URL without a user, or with its own password, is used as it is.
     assert kwargs("redis://h:6379/2").get("password") is None
     assert kwargs("redis://atp-api:inline@h:6379/2")["password"] == "inline"
+
+
+def test_flink_settings_pass_through_and_a_bare_key_is_refused() -> None:
+    config = job_command.config_from(
+        _job_args(
+            *("--flink-setting", "python.fn-execution.bundle.size=1000"),
+            *("--flink-setting", "taskmanager.network.memory.buffer-debloat.enabled = true"),
+        )
+    )
+    assert config.flink_settings == {
+        "python.fn-execution.bundle.size": "1000",
+        "taskmanager.network.memory.buffer-debloat.enabled": "true",
+    }
+    with pytest.raises(UsageError, match="KEY=VALUE"):
+        job_command.config_from(_job_args("--flink-setting", "python.fn-execution.bundle.size"))
