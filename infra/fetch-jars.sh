@@ -13,11 +13,13 @@ ROOT="$PWD"
 JARS="$ROOT/.cache/jars"
 WORK="$ROOT/.cache/jars/.pom"
 MVN="${MVN:-mvn}"
+NAME=fetch-jars
+# shellcheck source=infra/lib.sh
+. infra/lib.sh
 
-if ! command -v "$MVN" >/dev/null; then
-    echo "fetch-jars: mvn not found; install Maven (apt-get install -y maven)" >&2
-    exit 1
-fi
+# Maven fetches the jars; a JDK compiles the job's JVM helpers (infra/build-jvm.sh).
+[ "$MVN" != mvn ] || apt_install maven mvn
+apt_install default-jdk-headless javac jar
 
 # copy_deps NAME DEST STAMP DEPENDENCIES_XML
 #   writes a small pom with the given <dependency> elements and copies their runtime closure to DEST.
