@@ -24,10 +24,11 @@ Key = tuple[str, str]
 Snapshots = dict[Key, dict[str, Any]]
 
 CONTRACT_FIELDS = (*QUANTITY_FIELDS, "version")
-# Every snapshot field that follows from a key's events in log order alone, so every engine
-# must agree on it. ``revision`` and ``as_of`` also count when timers fired, which in the
-# stream follows the watermark (docs/stream-job.md).
-SNAPSHOT_FIELDS = (*CONTRACT_FIELDS, "duplicates", "last_event_id", "correlation_id", "supply")
+# The snapshot fields every engine must agree on (docs/stream-job.md, "Outputs"): not
+# ``revision`` and ``as_of``, which count and date timer firings; not ``last_event_id`` and
+# ``correlation_id``, which at a transfer's destination depend on how two partitions
+# interleave; not ``duplicates``, which the stream writes with a key's next change.
+SNAPSHOT_FIELDS = (*CONTRACT_FIELDS, "supply")
 
 
 @dataclass(frozen=True)
