@@ -40,16 +40,17 @@ SCHEMAS = ROOT / "tests" / "data" / "k8s-schemas"
 KUBE_VERSION = "1.33.0"  # the version of the vendored core schemas
 VALUES = {"default": [], "production": [PRODUCTION]}
 # What the chart renders: a kind missing here, or rendered but not listed, means the chart
-# changed without its tests. Channel sync is off by default (it needs channels configured).
+# changed without its tests. Channel sync is off by default (it needs channels configured),
+# and no normalizer runs unless listed (production lists two).
 EXPECTED_KINDS = {
     "production": {
         "FlinkDeployment": 1,
-        "Deployment": 2,
+        "Deployment": 4,
         "Service": 1,
         "HorizontalPodAutoscaler": 1,
         "PodDisruptionBudget": 1,
         "ConfigMap": 3,
-        "NetworkPolicy": 3,
+        "NetworkPolicy": 4,
         "PodMonitor": 2,
         "ServiceMonitor": 1,
         "PrometheusRule": 1,
@@ -290,6 +291,8 @@ def test_validation_catches_a_broken_manifest(
         ("kafka.clientProperties.sasl\\.password=hunter2", "clientProperties"),
         ("flink.flinkConfiguration.s3\\.secret-key=abc", "flinkConfiguration"),
         ("api.tokenz=x", "tokenz"),
+        ("normalizers[0].system=sap,normalizers[0].rawTopic=raw", "normalizers"),
+        ("normalizers[0].system=erp", "rawTopic"),
     ],
 )
 def test_values_schema_refuses_bad_values(
@@ -485,6 +488,53 @@ def test_channel_sync_deployment_configures_atp_channel_sync(
     settings = dict(item.split("=", 1) for item in args.kafka_settings)
     assert settings["sasl.password"] == "from-a-secret"
     assert settings["security.protocol"] == "SASL_SSL"
+
+
+def test_normalizer_deployments_configure_atp_normalize(rendered: tuple[str, str]) -> None:
+    name, text = rendered
+    docs = _docs(text)
+    normalizers = [
+        d for d in docs if d["kind"] == "Deployment" and "normalize-" in d["metadata"]["name"]
+    ]
+    if name == "default":
+        assert not normalizers
+        return
+    policy = _one(docs, "NetworkPolicy", "normalizers")["spec"]
+    assert policy["ingress"] == []
+    systems = {}
+    for deployment in normalizers:
+        pod = deployment["spec"]["template"]
+        container = pod["spec"]["containers"][0]
+        assert container["command"] == ["atp", "normalize"]
+        env = _container_env(deployment)
+        env["POD_NAME"] = "atp-normalize-erp-7d9f-x2k4q"
+        args = build_parser().parse_args(
+            ["normalize", *(_expand(arg, env) for arg in container["args"])]
+        )
+        systems[args.system] = args
+        # Each replica is its own transactional producer: fenced by its pod's name, not shared.
+        assert args.transactional_id == env["POD_NAME"]
+        assert (args.to_topic, args.dlq_topic) == ("atp.events", "atp.dead-letters")
+        settings = dict(item.split("=", 1) for item in args.kafka_settings)
+        assert settings["sasl.password"] == "from-a-secret"
+        assert policy["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert sorted(systems) == ["edi856", "erp"]
+    erp = systems["erp"]
+    assert (erp.from_topic, erp.timezone, erp.skip_codes) == (
+        "erp.goods-movements",
+        "Europe/Berlin",
+        "601",
+    )
+
+
+def test_a_system_listed_twice_is_refused(tools: dict[str, Path], tmp_path: Path) -> None:
+    values = tmp_path / "twice.yaml"
+    values.write_text(
+        "normalizers:\n  - {system: wms, rawTopic: wms.a}\n  - {system: wms, rawTopic: wms.b}\n"
+    )
+    result = _render(tools["helm"], "-f", values)
+    assert result.returncode != 0
+    assert "normalizers: wms is listed twice" in result.stderr
 
 
 def test_no_secret_value_is_rendered(rendered: tuple[str, str]) -> None:
