@@ -1,4 +1,5 @@
-"""The serving store: ATP snapshots in Redis, written with compare-and-set on revision.
+"""The serving store: ATP snapshots in Redis, written with compare-and-set on version, then
+revision.
 
 Layout (hash tags keep everything of one item in one Redis Cluster slot):
 
@@ -6,8 +7,10 @@ Layout (hash tags keep everything of one item in one Redis Cluster slot):
 - ``atp:{<item>}:locations``: set of the item's locations;
 - ``atp:items``: set of all items.
 
-A write whose revision is not newer than the stored one is ignored, so replays after a
-restore and at-least-once redeliveries can never move a snapshot backwards.
+A write that is not newer than the stored snapshot is ignored: newer is a higher
+``version`` (events applied, the same in every attempt and engine), or the same version and
+a higher ``revision`` (expiries at that version). Replays after a restore and
+at-least-once redeliveries can never move a snapshot backwards.
 """
 
 from __future__ import annotations
@@ -27,8 +30,18 @@ ITEMS_KEY: Final = "atp:items"
 # The stream job's JVM sink runs the same script (pipelines/jvm/.../RedisSnapshotSink.java).
 CAS_SCRIPT: Final = """
 local current = redis.call('HGET', KEYS[1], 'revision')
-if current and tonumber(current) >= tonumber(ARGV[1]) then
-  return 0
+if current then
+  -- Newer means a higher version (events applied), then a higher revision (timer-driven
+  -- changes at that version): an attempt a restore rolled back may have counted its expiry
+  -- instants differently, never its events.
+  local old = redis.call('HGET', KEYS[1], 'snapshot')
+  local version = tonumber(string.match(ARGV[2], '"version":(%d+)'))
+  local old_version = old and tonumber(string.match(old, '"version":(%d+)'))
+  if version and old_version and version ~= old_version then
+    if version < old_version then return 0 end
+  elseif tonumber(current) >= tonumber(ARGV[1]) then
+    return 0
+  end
 end
 redis.call('HSET', KEYS[1], 'revision', ARGV[1], 'snapshot', ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[3])

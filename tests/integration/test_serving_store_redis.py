@@ -12,12 +12,14 @@ from state.serving import SnapshotStore, snapshot_key
 pytestmark = pytest.mark.integration
 
 
-def snap(item: str, location: str, revision: int, available: int) -> dict[str, Any]:
+def snap(
+    item: str, location: str, revision: int, available: int, version: int | None = None
+) -> dict[str, Any]:
     return {
         "item_id": item,
         "location_id": location,
         "available": available,
-        "version": revision,
+        "version": revision if version is None else version,
         "revision": revision,
     }
 
@@ -38,6 +40,19 @@ def test_a_replayed_batch_never_moves_a_snapshot_backwards(redis_client: redis.R
     store.write(history[:7])  # a restore replays from an older checkpoint
     stored = store.get("SKU-1", "DC1")
     assert stored is not None and stored["revision"] == 10
+
+
+def test_more_events_win_whatever_the_revision(redis_client: redis.Redis) -> None:
+    """A restored attempt may count its expiry instants differently from the one it rolled
+    back: at the same version the revision orders writes; a higher version always wins."""
+    store = SnapshotStore(redis_client)
+    assert store.write([snap("SKU-1", "DC1", 12, 50, version=8)]) == 1  # the rolled-back one
+    assert store.write([snap("SKU-1", "DC1", 11, 51, version=8)]) == 0  # replayed, same events
+    assert store.write([snap("SKU-1", "DC1", 12, 52, version=9)]) == 1  # one event further
+    assert store.get("SKU-1", "DC1") == snap("SKU-1", "DC1", 12, 52, version=9)
+    assert store.write([snap("SKU-1", "DC1", 13, 53, version=9)]) == 1  # an expiry after it
+    assert store.write([snap("SKU-1", "DC1", 40, 54, version=8)]) == 0  # fewer events: stale
+    assert store.get("SKU-1", "DC1") == snap("SKU-1", "DC1", 13, 53, version=9)
 
 
 def test_indexes_list_all_locations_of_an_item_and_all_keys(redis_client: redis.Redis) -> None:

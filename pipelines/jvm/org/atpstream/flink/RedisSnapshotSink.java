@@ -28,7 +28,7 @@ import redis.clients.jedis.util.JedisURIHelper;
 
 /**
  * Writes snapshots to the Redis serving store in pipelined batches, each with the store's
- * compare-and-set script, so a write whose revision is not newer is ignored.
+ * compare-and-set script, so a write that is not newer (version, then revision) is ignored.
  *
  * <p>The store's layout and script come from Python (state/serving.py) as key formats and
  * script text; this class only batches. A batch is sent when it is full, after at most
