@@ -90,7 +90,7 @@ up: setup jars
 
 down:
 	@infra/job.sh stop
-	@infra/registry.sh stop
+	@infra/registry.sh stop --purge
 	@infra/redis.sh stop --purge
 	@infra/kafka.sh stop --purge
 	rm -rf var/job var/checkpoints

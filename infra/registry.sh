@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # A Confluent-compatible Avro schema registry on 127.0.0.1: Apicurio Registry, run from
-# its Maven Central bundle, in-memory storage, BACKWARD compatibility enforced (the
-# Confluent default; Apicurio's own default is NONE). State lives under var/registry.
+# its Maven Central bundle, BACKWARD compatibility enforced (the Confluent default;
+# Apicurio's own default is NONE). Schemas are kept in an H2 database file under
+# var/registry, so a restart keeps every schema id that framed records name.
 #
 #   infra/registry.sh start    start; returns once the ccompat API answers
-#   infra/registry.sh stop     stop (SIGTERM, then SIGKILL)
+#   infra/registry.sh stop [--purge]  stop (SIGTERM, then SIGKILL); --purge removes var/registry
 #   infra/registry.sh status   exit 0 when answering, 3 when stopped
 #   infra/registry.sh url      print the URL clients use
 #
-# Environment: REGISTRY_PORT (8085), REGISTRY_MANAGEMENT_PORT (9085), REGISTRY_START_TIMEOUT (90).
+# Environment: REGISTRY_PORT (8085), REGISTRY_MANAGEMENT_PORT (9085), REGISTRY_START_TIMEOUT (90),
+# REGISTRY_HOME_DIR (var/registry; relative to the repository).
 # Apicurio 3 needs Java 21+: JAVA21_HOME, else the newest JDK 21+ under /usr/lib/jvm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +23,8 @@ REGISTRY_MANAGEMENT_PORT="${REGISTRY_MANAGEMENT_PORT:-9085}"
 REGISTRY_START_TIMEOUT="${REGISTRY_START_TIMEOUT:-90}"
 URL="http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7"
 BUNDLE_DIR="$ROOT/.cache/registry/apicurio-$APICURIO_VERSION"
-HOME_DIR="$ROOT/var/registry"
+HOME_DIR="${REGISTRY_HOME_DIR:-var/registry}"
+[[ "$HOME_DIR" = /* ]] || HOME_DIR="$ROOT/$HOME_DIR"
 PIDFILE="$HOME_DIR/registry.pid"
 LOG="$HOME_DIR/registry.log"
 
@@ -66,6 +69,7 @@ start() {
         -Dquarkus.management.host=127.0.0.1 -Dquarkus.management.port="$REGISTRY_MANAGEMENT_PORT" \
         -Dquarkus.http.access-log.enabled=false -Dquarkus.log.level=WARN \
         -Dapicurio.storage.kind=sql -Dapicurio.storage.sql.kind=h2 \
+        -Dapicurio.datasource.url="jdbc:h2:file:$HOME_DIR/schemas;DB_CLOSE_DELAY=-1" \
         -Dapicurio.rules.global.compatibility=BACKWARD \
         -jar "$BUNDLE_DIR/quarkus-run.jar" >"$LOG" 2>&1 &
     echo $! >"$PIDFILE"
@@ -81,12 +85,15 @@ start() {
     say "running at $URL (${waited}s)"
 }
 
-stop() { stop_pid 10; }
+stop() {
+    stop_pid 10
+    purge_home "${1:-}"
+}
 
 case "${1:-}" in
     start) start ;;
-    stop) stop ;;
+    stop) stop "${2:-}" ;;
     status) if answers; then say "running at $URL"; else say "stopped"; exit 3; fi ;;
     url) echo "$URL" ;;
-    *) die "usage: infra/registry.sh {start|stop|status|url}" ;;
+    *) die "usage: infra/registry.sh {start|stop [--purge]|status|url}" ;;
 esac
