@@ -7,7 +7,7 @@ from typing import Any
 
 from pipelines.kafka_options import add_kafka_arguments, client_config
 from pipelines.stream_config import Topics
-from pipelines.topic_admin import ensure_topics, job_topic_specs
+from pipelines.topic_admin import TopicSpec, ensure_topics, job_topic_specs
 from pipelines.usage import UsageError
 
 
@@ -30,6 +30,14 @@ def register(subparsers: Any) -> None:
         help="partitions of each topic but the policy topic; bounds the job's parallelism",
     )
     parser.add_argument("--replication-factor", type=int, default=1)
+    parser.add_argument(
+        "--raw-topic",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also a source system's raw topic, for atp normalize --from-topic (repeatable; "
+        "--partitions each, the broker's retention)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -37,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if args.partitions < 1 or args.replication_factor < 1:
         raise UsageError("--partitions and --replication-factor must be at least 1")
     specs = job_topic_specs(Topics.with_prefix(args.topic_prefix), args.partitions)
+    specs += [TopicSpec(name, args.partitions) for name in args.raw_topic]
     states = ensure_topics(client_config(args), specs, args.replication_factor)
     for spec, state in zip(specs, states, strict=True):
         if state.error is not None:

@@ -39,12 +39,14 @@ def test_commands_publish_and_read_over_scram(
     sasl_kafka: SaslKafka, registry_server: str, tmp_path: Path
 ) -> None:
     prefix = f"sasl-{uuid.uuid4().hex[:8]}."
-    # atp topics over SASL: creates the six topics once, then finds them all.
-    created = atp("topics", "--topic-prefix", prefix, *sasl_kafka.cli_args()).stdout
-    assert created.count(", created") == 6, created
-    again = atp("topics", "--topic-prefix", prefix, *sasl_kafka.cli_args()).stdout.splitlines()
+    # atp topics over SASL: creates the six topics and a raw one once, then finds them all.
+    topics = ("topics", "--topic-prefix", prefix, "--raw-topic", prefix + "erp-raw")
+    created = atp(*topics, *sasl_kafka.cli_args()).stdout
+    assert created.count(", created") == 7, created
+    again = atp(*topics, *sasl_kafka.cli_args()).stdout.splitlines()
     assert again == [line.removesuffix(", created") for line in created.splitlines()]
     assert f"{prefix}policy: 1 partition(s)" in again and f"{prefix}events: 4 partition(s)" in again
+    assert f"{prefix}erp-raw: 4 partition(s)" in again
     log = tmp_path / "events.jsonl"
     log.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in EVENTS))
     produce(sasl_kafka, registry_server, log, prefix + "events")
