@@ -64,6 +64,38 @@ stop_pid() { # GRACE_SECONDS [COMMAND...]: asks the pid file's process to stop (
     rm -f "$PIDFILE"
 }
 
+tls_files() { # DIR: a local CA and a server certificate for 127.0.0.1 and localhost, made once:
+    # DIR/ca.crt (what clients trust), DIR/server.crt and DIR/server.key (PKCS#8), DIR/server.pem
+    # (key and certificate, a Kafka PEM keystore), DIR/truststore.p12 (the CA, for JVM clients)
+    local dir=$1
+    [ -s "$dir/server.pem" ] && [ -s "$dir/truststore.p12" ] && return 0
+    command -v openssl >/dev/null || die "openssl is missing (apt-get install openssl)"
+    mkdir -p "$dir"
+    local out="$dir/openssl.out"
+    (
+        umask 077
+        openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj "/CN=atp-stream local CA" \
+            -keyout "$dir/ca.key" -out "$dir/ca.crt"
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+            -keyout "$dir/server.key" -out "$dir/server.csr"
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >"$dir/server.ext"
+        openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" \
+            -CAcreateserial -days 825 -extfile "$dir/server.ext" -out "$dir/server.crt"
+        cat "$dir/server.key" "$dir/server.crt" >"$dir/server.pem"
+    ) >"$out" 2>&1 || { cat "$out" >&2; die "could not generate TLS certificates in ${dir#"$ROOT"/}"; }
+    chmod 644 "$dir/ca.crt" "$dir/server.crt"
+    # A truststore for JVM clients: the CA only, no secret in it.
+    rm -f "$dir/truststore.p12"
+    if command -v keytool >/dev/null; then
+        # unencrypted and without integrity password, so a JVM reads it with no password set
+        keytool -importcert -noprompt -alias atp-local-ca -file "$dir/ca.crt" -storetype PKCS12 \
+            -J-Dkeystore.pkcs12.certProtectionAlgorithm=NONE -J-Dkeystore.pkcs12.macAlgorithm=NONE \
+            -keystore "$dir/truststore.p12" -storepass changeit >>"$out" 2>&1 \
+            || { cat "$out" >&2; die "keytool could not write ${dir#"$ROOT"/}/truststore.p12"; }
+    fi
+    say "generated a local CA and a server certificate in ${dir#"$ROOT"/}"
+}
+
 purge_home() { # with --purge, removes HOME_DIR
     [ "${1:-}" = "--purge" ] || return 0
     rm -rf "$HOME_DIR"

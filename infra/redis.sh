@@ -82,7 +82,7 @@ save ""
 appendonly no
 CONF
     if [ "$REDIS_TLS" = 1 ]; then
-        tls_files
+        tls_files "$TLS_DIR"
         cat >>"$CONF" <<CONF
 port 0
 tls-port $REDIS_PORT
@@ -102,34 +102,6 @@ user default off resetkeys resetchannels -@all
 user $ADMIN_USER on #$(password ADMIN admin | sha256sum | cut -d' ' -f1) ~* &* +@all
 CONF
     fi
-}
-
-tls_files() { # a CA and a server certificate for 127.0.0.1 and localhost, made once
-    [ -s "$TLS_DIR/server.crt" ] && [ -s "$TLS_DIR/truststore.p12" ] && return 0
-    command -v openssl >/dev/null || die "openssl is missing (apt-get install openssl)"
-    mkdir -p "$TLS_DIR"
-    local out="$TLS_DIR/openssl.out"
-    (
-        umask 077
-        openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj "/CN=atp-stream local CA" \
-            -keyout "$TLS_DIR/ca.key" -out "$TLS_DIR/ca.crt"
-        openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
-            -keyout "$TLS_DIR/server.key" -out "$TLS_DIR/server.csr"
-        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >"$TLS_DIR/server.ext"
-        openssl x509 -req -in "$TLS_DIR/server.csr" -CA "$TLS_DIR/ca.crt" -CAkey "$TLS_DIR/ca.key" \
-            -CAcreateserial -days 825 -extfile "$TLS_DIR/server.ext" -out "$TLS_DIR/server.crt"
-    ) >"$out" 2>&1 || { cat "$out" >&2; die "could not generate TLS certificates in ${TLS_DIR#"$ROOT"/}"; }
-    chmod 644 "$TLS_DIR/ca.crt" "$TLS_DIR/server.crt"
-    # A truststore for JVM clients (the stream job's sink): the CA only, no secret in it.
-    rm -f "$TLS_DIR/truststore.p12"
-    if command -v keytool >/dev/null; then
-        # unencrypted and without integrity password, so a JVM reads it with no password set
-        keytool -importcert -noprompt -alias atp-local-ca -file "$TLS_DIR/ca.crt" -storetype PKCS12 \
-            -J-Dkeystore.pkcs12.certProtectionAlgorithm=NONE -J-Dkeystore.pkcs12.macAlgorithm=NONE \
-            -keystore "$TLS_DIR/truststore.p12" -storepass changeit >>"$out" 2>&1 \
-            || { cat "$out" >&2; die "keytool could not write ${TLS_DIR#"$ROOT"/}/truststore.p12"; }
-    fi
-    say "generated a local CA and a server certificate in ${TLS_DIR#"$ROOT"/}"
 }
 
 password() { # VAR NAME: $REDIS_<VAR>_PASSWORD, else the file (generated on first use)

@@ -33,6 +33,7 @@ SASL_KAFKA_ENV = {
     "KAFKA_PORT": "9292",
     "KAFKA_CONTROLLER_PORT": "9293",
     "KAFKA_SASL_PORT": str(SASL_PORT),
+    "KAFKA_SASL_TLS": "1",
 }
 SECURED_FLINK_REST_PORT = 8291
 SECURED_FLINK_ENV = {
@@ -84,10 +85,12 @@ class SecureRedis:
 
 @dataclass(frozen=True)
 class SaslKafka:
-    """The broker's SCRAM-SHA-512 listener and its user."""
+    """The broker's SASL_SSL listener (SCRAM-SHA-512, a certificate from a local CA) and its
+    user."""
 
     bootstrap: str = f"127.0.0.1:{SASL_PORT}"
     user: str = "atp-client"
+    ca: Path = ROOT / SASL_KAFKA_ENV["KAFKA_HOME_DIR"] / "tls" / "ca.crt"
 
     @property
     def password_file(self) -> Path:
@@ -100,7 +103,8 @@ class SaslKafka:
         """librdkafka settings (the Python commands and the tests' own clients)."""
         return {
             "bootstrap.servers": self.bootstrap,
-            "security.protocol": "SASL_PLAINTEXT",
+            "security.protocol": "SASL_SSL",
+            "ssl.ca.location": str(self.ca),
             "sasl.mechanism": "SCRAM-SHA-512",
             "sasl.username": self.user,
             "sasl.password": self.password() if password is None else password,
@@ -110,8 +114,9 @@ class SaslKafka:
         """The flags of an ``atp`` Kafka command: the password as a file reference."""
         return [
             *("--bootstrap-servers", self.bootstrap),
-            *("-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanism=SCRAM-SHA-512"),
-            *("-X", f"sasl.username={self.user}", "-X", f"sasl.password=@{self.password_file}"),
+            *("-X", "security.protocol=SASL_SSL", "-X", f"ssl.ca.location={self.ca}"),
+            *("-X", "sasl.mechanism=SCRAM-SHA-512", "-X", f"sasl.username={self.user}"),
+            *("-X", f"sasl.password=@{self.password_file}"),
         ]
 
     def job_args(self) -> list[str]:
@@ -123,7 +128,9 @@ class SaslKafka:
         )
         return [
             *("--bootstrap-servers", self.bootstrap),
-            *("-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanism=SCRAM-SHA-512"),
+            *("-X", "security.protocol=SASL_SSL", "-X", "sasl.mechanism=SCRAM-SHA-512"),
+            # Java clients trust the local CA from its PEM file (no truststore password).
+            *("-X", "ssl.truststore.type=PEM", "-X", f"ssl.truststore.location={self.ca}"),
             *("-X", "config.providers=env"),
             *("-X", f"config.providers.env.class={SHADED}.config.provider.EnvVarConfigProvider"),
             *("-X", f"sasl.jaas.config={jaas}"),

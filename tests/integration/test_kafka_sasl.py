@@ -69,14 +69,11 @@ def test_commands_publish_and_read_over_scram(
     assert sorted(archived) == ids
 
 
-def test_a_wrong_password_is_refused(sasl_kafka: SaslKafka) -> None:
+def _first_error(config: dict[str, str | int | float | bool]) -> KafkaError:
+    """The first error a consumer with ``config`` reports (within 30 s)."""
     errors: list[KafkaError] = []
     consumer = Consumer(
-        {
-            **sasl_kafka.client_config(password="not-the-password"),
-            "group.id": f"sasl-{uuid.uuid4().hex[:8]}",
-            "error_cb": errors.append,
-        }
+        {**config, "group.id": f"sasl-{uuid.uuid4().hex[:8]}", "error_cb": errors.append}
     )
     try:
         consumer.assign([TopicPartition("any", 0, 0)])
@@ -86,7 +83,25 @@ def test_a_wrong_password_is_refused(sasl_kafka: SaslKafka) -> None:
     finally:
         consumer.close()
     assert errors, "no error from the broker"
-    assert errors[0].code() == KafkaError._AUTHENTICATION, errors[0]
+    return errors[0]
+
+
+def test_a_wrong_password_is_refused(sasl_kafka: SaslKafka) -> None:
+    error = _first_error(sasl_kafka.client_config(password="not-the-password"))
+    assert error.code() == KafkaError._AUTHENTICATION, error
+
+
+def test_the_listener_speaks_tls_with_the_local_ca_only(sasl_kafka: SaslKafka) -> None:
+    """SASL_SSL for real: a client that does not trust the local CA, or that speaks SASL
+    without TLS, never gets to log in."""
+    untrusting = {k: v for k, v in sasl_kafka.client_config().items() if k != "ssl.ca.location"}
+    untrusting["ssl.ca.location"] = "probe"  # the system's CAs, which do not include ours
+    error = _first_error(untrusting)
+    assert error.code() == KafkaError._SSL and "certificate verify failed" in error.str(), error
+    plaintext = {**sasl_kafka.client_config(), "security.protocol": "SASL_PLAINTEXT"}
+    del plaintext["ssl.ca.location"]
+    # The broker hangs up on a client that does not start with a TLS handshake.
+    assert _first_error(plaintext).code() == KafkaError._ALL_BROKERS_DOWN
 
 
 def test_produce_fails_fast_on_a_wrong_password(
