@@ -253,7 +253,9 @@ class FoldByKey(KeyedProcessFunction):  # type: ignore[misc]
             yield from self._expire(state, item, location, watermark)
         # None for a key's first record (no change has been emitted yet), as the schema says.
         before = available_now(state) if state.revision else None
-        _, outcome = apply(state, event, location)
+        # Memories trimmed no further than the watermark (see ``apply``); before the first
+        # watermark, not at all (the count caps still hold).
+        _, outcome = apply(state, event, location, trim_bound=watermark)
         self._save(key, state, ctx)
         if not outcome.applied:
             self.duplicates.inc()

@@ -109,10 +109,10 @@ def _supply(state: KeyState, ref: str, clock: int) -> SupplyLine:
     return line
 
 
-def _close(state: KeyState, ref: str, clock: int, retention: Retention) -> None:
+def _close(state: KeyState, ref: str, clock: int, trim_at: int, retention: Retention) -> None:
     """Remember a closed reference (a tombstone), so a late create or allocation loses."""
     state.closed.add(ref, clock)
-    state.closed.trim(clock - retention.tombstone_horizon_ms, retention.tombstone_max)
+    state.closed.trim(trim_at - retention.tombstone_horizon_ms, retention.tombstone_max)
 
 
 def _sweep_supply(state: KeyState, clock: int, horizon_ms: int) -> None:
@@ -152,11 +152,18 @@ def apply(
     event: Event,
     location_id: str | None = None,
     retention: Retention = DEFAULT_RETENTION,
+    trim_bound: int | None = None,
 ) -> tuple[KeyState, Outcome]:
     """Fold one valid event into the state of the key ``(event.item_id, location_id)``.
 
     ``location_id`` defaults to the event's own location. For ``TRANSFER_SHIPPED`` it
     selects the role: the source location loses on-hand, ``to_location_id`` gains in-transit.
+
+    The id memories (dedup, tombstones) forget what is older than their horizon before
+    the key's clock, or before ``trim_bound`` if that is earlier. The stream passes its
+    watermark: a transfer's destination hears from its origin's partition too, which a
+    catch-up may read days ahead, pushing the key's clock past a redelivery that still
+    waits in the key's own partition. The watermark never passes that partition.
     """
     # Hot path of every engine: locals and an if-chain ordered by how common types are.
     seen = state.seen
@@ -168,8 +175,9 @@ def apply(
     clock = state.clock
     clock = event.occurred_at if clock is None or event.occurred_at > clock else clock
     state.clock = clock
+    trim_at = clock if trim_bound is None or trim_bound > clock else trim_bound
     seen.add(event_id, clock)
-    seen.trim(clock - retention.dedup_horizon_ms, retention.dedup_max_ids)
+    seen.trim(trim_at - retention.dedup_horizon_ms, retention.dedup_max_ids)
     state.version += 1
     state.revision += 1
     state.last_event_id = event_id
@@ -231,14 +239,14 @@ def apply(
                     f"shipment for {ref} without allocation or reservation",
                 )
             )
-        _close(state, ref, clock, retention)
+        _close(state, ref, clock, trim_at, retention)
     elif kind == CYCLE_COUNT:
         state.on_hand = q
     elif kind == RESERVATION_RELEASED:
         if not _drop_reservation(state, ref):
             note = f"no open reservation {ref}; reference closed"
             code = NO_OPEN_RESERVATION
-        _close(state, ref, clock, retention)
+        _close(state, ref, clock, trim_at, retention)
     elif kind == TRANSFER_SHIPPED:
         if location_id is not None and location_id == event.to_location_id:
             stock_or_demand = False
@@ -278,7 +286,7 @@ def apply(
     elif kind == ORDER_CANCELED:
         _drop_reservation(state, ref)
         _drop_allocation(state, ref)
-        _close(state, ref, clock, retention)
+        _close(state, ref, clock, trim_at, retention)
     elif kind == SAFETY_STOCK_SET:
         stock_or_demand = False
         state.safety_stock = q

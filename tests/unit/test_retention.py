@@ -59,6 +59,24 @@ def test_dedup_horizon_is_event_time_at_the_key() -> None:
     assert (state.version, state.duplicates, state.on_hand) == (3, 1, 3)
 
 
+def test_a_trim_bound_keeps_ids_the_key_clock_alone_would_forget() -> None:
+    """The stream bounds trimming by its watermark: an event from another partition that
+    runs days ahead moves the key's clock, not what the key remembers."""
+    retention = Retention(dedup_horizon_ms=DAY_MS, tombstone_horizon_ms=DAY_MS)
+    state = KeyState()
+    apply(state, event("r1", ev.RESERVATION_CREATED, T0, ref="ORD-1"), None, retention, T0)
+    apply(state, event("x1", ev.ORDER_CANCELED, T0, ref="ORD-2"), None, retention, T0)
+    ahead = T0 + 10 * DAY_MS  # events from a partition read ten days ahead
+    apply(state, event("t1", ev.RECEIPT, ahead), None, retention, T0)
+    apply(state, event("x2", ev.ORDER_CANCELED, ahead, ref="ORD-3"), None, retention, T0)
+    assert "r1" in state.seen and "ORD-2" in state.closed
+    apply(state, event("r1", ev.RESERVATION_CREATED, T0, ref="ORD-1"), None, retention, T0)
+    assert (state.version, state.duplicates) == (4, 1)
+    # Once the watermark has passed the horizon, the memories forget as before.
+    apply(state, event("x3", ev.ORDER_CANCELED, ahead, ref="ORD-4"), None, retention, ahead)
+    assert "r1" not in state.seen and "ORD-2" not in state.closed
+
+
 def test_dedup_memory_stays_bounded_on_a_hot_key() -> None:
     retention = Retention(dedup_max_ids=100, tombstone_max=50)
     state = KeyState()
