@@ -133,18 +133,26 @@ def assert_change_histories(changes: dict[Key, list[dict[str, Any]]], actual: Sn
         }
 
 
+def _histories(
+    topics: JobTopics, name: str, fields: tuple[str, str], expected: int, timeout: float
+) -> dict[Key, list[dict[str, Any]]]:
+    """The records of a topic by the two ``fields`` its messages are keyed by (checked)."""
+    histories: dict[Key, list[dict[str, Any]]] = {}
+    for message in topics.messages(name, expected, timeout):
+        record = decode(message, topics.registry)
+        key = (record[fields[0]], record[fields[1]])
+        assert message_key(message) == f"{key[0]}|{key[1]}"
+        histories.setdefault(key, []).append(record)
+    return histories
+
+
 def check_changes(topics: JobTopics, actual: Snapshots) -> None:
     """The ATP change topic: keyed by item and location, each key's history complete
     (``assert_change_histories``) up to the snapshot in Redis."""
     total = sum(s["revision"] for s in actual.values())
-    changes: dict[Key, list[dict[str, Any]]] = {}
     deadline = time.monotonic() + 60
     while True:  # the last records commit with the next checkpoint
-        changes = {}
-        for message in topics.messages("atp-changes", total, 60):
-            change = decode(message, topics.registry)
-            assert message_key(message) == f"{change['item_id']}|{change['location_id']}"
-            changes.setdefault((change["item_id"], change["location_id"]), []).append(change)
+        changes = _histories(topics, "atp-changes", ("item_id", "location_id"), total, 60)
         last = {k: max(r["revision"] for r in v) for k, v in changes.items()}
         if last == {k: s["revision"] for k, s in actual.items()} or time.monotonic() > deadline:
             break
@@ -164,11 +172,7 @@ def check_channels(topics: JobTopics, replayed: Path | None) -> set[str]:
     latest: dict[Key, int] = {}
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        emitted = {}
-        for message in topics.messages("channel-atp", 10**9, 5):
-            change = decode(message, topics.registry)
-            assert message_key(message) == f"{change['channel']}|{change['item_id']}"
-            emitted.setdefault((change["channel"], change["item_id"]), []).append(change)
+        emitted = _histories(topics, "channel-atp", ("channel", "item_id"), 10**9, 5)
         latest = {k: max(v, key=lambda c: c["version"])["available"] for k, v in emitted.items()}
         if emitted and (wanted is None or latest == wanted):
             break

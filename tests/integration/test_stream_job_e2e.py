@@ -36,7 +36,7 @@ from tests.integration.stream_checks import (
     check_exceptions,
     wait_until_equal,
 )
-from tests.integration.topics import decode, new_job_topics, read_committed
+from tests.integration.topics import new_job_topics
 from transforms.channels import channel_available, parse_policy
 from transforms.events import Event
 from transforms.exceptions import KINDS
@@ -265,7 +265,7 @@ def test_stream_job_equals_replay(
     raised = {str(r["kind"]) for r in check_exceptions(topics, exceptions)}
     assert raised == set(KINDS), raised
 
-    _policy_change_applies_at_run_time(kafka_server, topic_prefix, store)
+    _policy_change_applies_at_run_time(topics, store)
     # Bad records, redeliveries and everything else: the job never failed once.
     assert not flink_cluster.restarted_since(job, 0), flink_cluster.failure(job)
 
@@ -291,12 +291,13 @@ def _broken_avro(servers: str, topic: str, timestamp: int) -> list[bytes]:
     return values
 
 
-def _policy_change_applies_at_run_time(servers: str, prefix: str, store: SnapshotStore) -> None:
+def _policy_change_applies_at_run_time(topics: JobTopics, store: SnapshotStore) -> None:
     """A new policy on the policy topic replaces the start-up one without a restart (a bad
     one is ignored): the next change of a web location recomputes the item's web ATP."""
     policy = {"channels": [{"channel": "web", "locations": ["DC1", "DC2"], "share": 0.5}]}
     web = parse_policy(policy).channels[0]
-    producer = Producer({"bootstrap.servers": servers})
+    prefix = topics.prefix
+    producer = Producer({"bootstrap.servers": topics.servers})
     producer.produce(prefix + "policy", b"{not a policy", key=b"policy")
     producer.produce(prefix + "policy", orjson.dumps(policy), key=b"policy")
     producer.flush(30)
@@ -315,7 +316,7 @@ def _policy_change_applies_at_run_time(servers: str, prefix: str, store: Snapsho
         producer.produce(prefix + "events", value, key=f"{item}|DC1".encode())
         producer.flush(30)
         time.sleep(3)
-        records = [decode(m) for m in read_committed(servers, prefix + "channel-atp", 10**9, 2)]
+        records = topics.records("channel-atp", 10**9, 2)
         mine = [r for r in records if r["item_id"] == item and r["channel"] == "web"]
         latest = max(mine, key=lambda r: r["version"]) if mine else None
         available = {s["location_id"]: s["available"] for s in store.item_snapshots(item)}

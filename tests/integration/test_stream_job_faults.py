@@ -35,7 +35,7 @@ from tests.integration.stream_checks import (
     wait_until_equal,
 )
 from tests.integration.test_stream_job_e2e import ATP, OUT_OF_ORDERNESS_MS, POLICY
-from tests.integration.topics import decode, new_job_topics, read_committed
+from tests.integration.topics import new_job_topics
 from transforms.timeutil import format_iso, parse_iso
 
 pytestmark = pytest.mark.integration
@@ -219,13 +219,13 @@ def test_job_recovers_exactly_once_from_killed_taskmanagers_and_a_broker_restart
         assert result.returncode == 0, result.stderr
 
         store = SnapshotStore.from_url(redis_server)
+        topics = JobTopics(fault_kafka, prefix, registry_server)
         mismatched = wait_until_equal(store, expected, 240)
         actual = {(s["item_id"], s["location_id"]): s for s in store.all_snapshots()}
         assert not mismatched, f"{len(mismatched)} keys differ from the replay: " + _differences(
-            fault_kafka, prefix, registry_server, expected, actual, mismatched[:3]
+            topics, expected, actual, mismatched[:3]
         )
         assert set(actual) == set(expected)
-        topics = JobTopics(fault_kafka, prefix, registry_server)
         check_dead_letters(topics, dead)
         check_changes(topics, actual)
         check_channels(topics, channels)
@@ -342,17 +342,14 @@ def _report(recoveries: list[Recovery]) -> None:
 
 
 def _differences(
-    kafka: str,
-    prefix: str,
-    registry: str,
+    topics: JobTopics,
     expected: dict[tuple[str, str], dict[str, Any]],
     actual: dict[tuple[str, str], dict[str, Any]],
     keys: list[tuple[str, str]],
 ) -> str:
     """What differs at ``keys``: replay, Redis, and the last committed change of each."""
     last: dict[tuple[str, str], dict[str, Any]] = {}
-    for message in read_committed(kafka, prefix + "atp-changes", 10**9, 10):
-        change = decode(message, registry)
+    for change in topics.records("atp-changes", 10**9, 10):
         key = (change["item_id"], change["location_id"])
         if key in keys and change["revision"] > last.get(key, {}).get("revision", -1):
             last[key] = change
